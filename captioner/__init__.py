@@ -1,0 +1,1 @@
+"""The Sharp-Eyed Refinement (SeR) captioner: model, inference and training."""

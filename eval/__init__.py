@@ -1,0 +1,1 @@
+"""Evaluation: QA scoring, caption metrics and result tables."""

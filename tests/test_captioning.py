@@ -1,0 +1,57 @@
+"""The caption stage's batching across videos, ordering and failure handling."""
+import numpy as np
+
+from videoqa.captioners.base import Captioner
+from videoqa.captioning import CaptionStats, caption_stream
+from videoqa.types import FrameBatch, VideoFailure
+
+
+class BrightnessCaptioner(Captioner):
+    """Describes a frame by its mean brightness (a real function of the pixels), records batch sizes."""
+
+    def __init__(self):
+        self.batch_sizes = []
+
+    def caption(self, images, prompt):
+        self.batch_sizes.append(len(images))
+        return [f"{prompt} {int(image.mean())}" for image in images]
+
+    def identity(self):
+        return {"name": "brightness"}
+
+    def num_parameters(self):
+        return 0
+
+
+def _chunk(video_id, values, start_t, final, duration=10.0):
+    images = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in values])
+    return FrameBatch(video_id, images, [start_t + i for i in range(len(values))], duration, start=int(start_t), final=final)
+
+
+def test_batches_span_videos_and_each_video_is_emitted_complete():
+    stream = [
+        _chunk("a", [10, 11, 12], 0, final=False),
+        _chunk("a", [13], 3, final=True),
+        _chunk("b", [20, 21], 0, final=True),
+        VideoFailure("c", "c.mp4", "missing", "c.mp4: no such file"),
+        _chunk("d", [40, 41, 42], 0, final=True, duration=3.0),
+    ]
+    captioner = BrightnessCaptioner()
+    stats = CaptionStats()
+    out = list(caption_stream(stream, captioner, "frame", batch_size=4, stats=stats))
+    assert captioner.batch_sizes == [4, 4, 1]  # full batches across video boundaries
+    by_id = {o.video_id: o for o in out}
+    assert isinstance(by_id["c"], VideoFailure)
+    assert [c.text for c in by_id["a"].captions] == ["frame 10", "frame 11", "frame 12", "frame 13"]
+    assert [c.t for c in by_id["a"].captions] == [0, 1, 2, 3]
+    assert [c.text for c in by_id["b"].captions] == ["frame 20", "frame 21"]
+    assert [c.text for c in by_id["d"].captions] == ["frame 40", "frame 41", "frame 42"] and by_id["d"].duration == 3.0
+    assert stats.frames == 9 and stats.batches == 3
+    assert set(stats.per_video_caption_s) == {"a", "b", "d"}
+
+
+def test_video_failing_midway_is_reported_not_emitted():
+    stream = [_chunk("a", [1, 2], 0, final=False), VideoFailure("a", "a.mp4", "decode_error", "broke"), _chunk("b", [3], 0, True)]
+    out = list(caption_stream(stream, BrightnessCaptioner(), "f", batch_size=8))
+    assert [type(o).__name__ for o in out] == ["VideoFailure", "VideoCaptions"]
+    assert out[1].video_id == "b"

@@ -1,0 +1,27 @@
+"""The captioner interface: a batch of frames + a prompt -> one caption per frame."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class Captioner(ABC):
+    """Describes frames. Implementations batch internally up to `batch_size`."""
+
+    #: side length (pixels) frames should be resized to at decode time, or None for native size
+    image_size: int | None = None
+
+    @abstractmethod
+    def caption(self, images: Sequence[np.ndarray], prompt: str) -> list[str]:
+        """Return one caption per image (H, W, 3 uint8 RGB)."""
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What makes captions from this captioner reproducible: model path/id, revision,
+        weights fingerprint, generation settings. Used in manifests and cache keys."""
+
+    @abstractmethod
+    def num_parameters(self) -> int:
+        """Parameter count, for the comparison tables."""

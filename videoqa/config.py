@@ -1,0 +1,222 @@
+"""YAML configs validated into typed objects.
+
+configs/run.yaml holds the run defaults; `--captioner`, `--llm` and `--dataset` name a YAML in
+configs/captioners/, configs/llms/, configs/datasets/ (or a local model directory), and
+`--set a.b=value` overrides any field. Every run writes the resolved config beside its outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from videoqa.errors import UserError
+
+CONFIG_DIR = Path(os.environ.get("VIDEOQA_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class FramesConfig(_Strict):
+    fps: float | None = 1.0  # sample this many frames per second of video (the paper: 1 fps)
+    num_frames: int | None = None  # or exactly this many, evenly spaced (overrides fps)
+    max_frames: int | None = None  # cap for very long videos (evenly re-spaced), None = no cap
+    workers: int = 2  # background decode workers
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.fps is None and self.num_frames is None:
+            raise ValueError("set frames.fps or frames.num_frames")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("frames.fps must be > 0")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError("frames.num_frames must be >= 1")
+        return self
+
+
+class CaptionerConfig(_Strict):
+    name: str
+    type: str  # registry key in videoqa.registry.CAPTIONERS
+    model: str = ""  # HF id or local directory
+    revision: str | None = None
+    prompt: str = "Describe this frame within 50 words"
+    batch_size: int = 16
+    max_new_tokens: int = 60
+    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
+    device: str = "auto"
+    options: dict[str, Any] = {}  # captioner-specific settings
+
+
+class LLMConfig(_Strict):
+    name: str
+    backend: str = "vllm"  # registry key in videoqa.registry.LLM_BACKENDS
+    model: str
+    revision: str | None = None
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    seed: int = 0
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = 0.9
+    cpu_kvcache_gib: float | None = None  # VLLM_CPU_KVCACHE_SPACE on CPU builds
+    base_url: str | None = None  # for the OpenAI-compatible backend
+    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    concurrency: int = 16
+    engine_kwargs: dict[str, Any] = {}
+
+
+class DatasetConfig(_Strict):
+    name: str
+    type: str  # registry key in videoqa.registry.DATASETS
+    data_root: str
+    split: str = "subset"
+    options: dict[str, Any] = {}
+
+
+class TranscriptConfig(_Strict):
+    caption_every: int = 1  # keep every k-th caption (LLoVi's interval)
+
+    @field_validator("caption_every")
+    @classmethod
+    def _positive(cls, v):
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+class AnswerConfig(_Strict):
+    prompt: str = "standard"  # configs/prompts/<prompt>.yaml
+    max_tokens: int = 512  # free-text modes (chain of thought, summaries)
+    context_policy: Literal["error", "subsample", "summarize"] = "subsample"
+    context_margin: int = 64  # tokens kept free for the answer
+
+
+class RunConfig(_Strict):
+    dataset: DatasetConfig
+    captioner: CaptionerConfig
+    llm: LLMConfig
+    frames: FramesConfig = FramesConfig()
+    transcript: TranscriptConfig = TranscriptConfig()
+    answer: AnswerConfig = AnswerConfig()
+    limit: int | None = None  # first N questions only
+    output_dir: str = "outputs"
+    run_id: str | None = None
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], source: str):
+    """Validate `data` into `model`; errors name the source file, the key and what was expected."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UserError(f"{source}: field {key!r}: {err['msg']}") from None
+
+
+def _component(kind: str, ref: str) -> tuple[dict[str, Any], str]:
+    """Resolve a registered name (configs/<kind>/<ref>.yaml), a YAML path, or a model directory."""
+    candidate = CONFIG_DIR / kind / f"{ref}.yaml"
+    if candidate.is_file():
+        data = read_yaml(candidate)
+        data.setdefault("name", ref)
+        return data, str(candidate)
+    path = Path(ref).expanduser()
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        data = read_yaml(path)
+        data.setdefault("name", path.stem)
+        return data, str(path)
+    if path.is_dir() and kind in ("captioners", "llms"):
+        return _from_model_dir(kind, path), str(path)
+    known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+    raise UserError(
+        f"{kind[:-1]} {ref!r}: not a registered name ({', '.join(known) or 'none'}), "
+        f"a YAML file, or {'a local model directory' if kind != 'datasets' else 'a dataset YAML'}"
+    )
+
+
+def _from_model_dir(kind: str, path: Path) -> dict[str, Any]:
+    """A local model directory: infer the captioner type / LLM backend from its config.json."""
+    config_json = path / "config.json"
+    model_type = ""
+    if config_json.is_file():
+        try:
+            model_type = json.loads(config_json.read_text()).get("model_type", "")
+        except json.JSONDecodeError:
+            raise UserError(f"{config_json}: not valid JSON") from None
+    name = path.name
+    if kind == "llms":
+        return {"name": name, "backend": "vllm", "model": str(path.resolve())}
+    types = {"ser": "ser", "llava": "llava-1.5", "blip-2": "blip2"}
+    if model_type not in types:
+        raise UserError(f"{config_json}: field 'model_type': expected one of {sorted(types)}, got {model_type!r}")
+    return {"name": name, "type": types[model_type], "model": str(path.resolve())}
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {dotted}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw != "" else ""
+
+
+def load_run_config(
+    *,
+    dataset: str,
+    captioner: str,
+    llm: str | None = None,
+    overrides: list[str] = (),
+    base: Path | None = None,
+) -> RunConfig:
+    """Defaults from configs/run.yaml, components by name or path, then `key=value` overrides."""
+    base = base or CONFIG_DIR / "run.yaml"
+    data = read_yaml(base)
+    llm = llm or data.pop("llm", None)
+    data.pop("llm", None)
+    if not llm:
+        raise UserError(f"{base}: field 'llm': no default LLM and none given with --llm")
+    sources = {}
+    for kind, section, ref in (("datasets", "dataset", dataset), ("captioners", "captioner", captioner), ("llms", "llm", llm)):
+        data[section], sources[section] = _component(kind, ref)
+    for item in overrides:
+        set_dotted(data, *parse_override(item))
+    where = f"{base} (+ {', '.join(sources.values())}{' + --set' if overrides else ''})"
+    return validate(RunConfig, data, where)
+
+
+def dump_config(config: BaseModel, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
