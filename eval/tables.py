@@ -28,6 +28,7 @@ def result_row(dataset: str, captioner: str, llm: str, params: int | None, metri
         "captioner": captioner,
         "llm": llm,
         "params": format_params(params),
+        "parameters": params,  # raw count (plots); not a table column
         "questions": metrics["questions"],
         "accuracy": None if metrics["accuracy"] is None else round(100 * metrics["accuracy"], 1),
         "invalid": counts.get("invalid", 0),

@@ -47,7 +47,10 @@ class CaptionCache:
         try:
             data = json.loads(path.read_text())
             return VideoCaptions(
-                data["video_id"], [Caption(t=c["t"], text=c["text"]) for c in data["captions"]], data["duration"]
+                data["video_id"],
+                [Caption(t=c["t"], text=c["text"]) for c in data["captions"]],
+                data["duration"],
+                data.get("caption_s", 0.0),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent or torn: recompute
@@ -59,6 +62,7 @@ class CaptionCache:
         payload = {
             "video_id": captions.video_id,
             "duration": captions.duration,
+            "caption_s": captions.caption_s,
             "captions": [{"t": c.t, "text": c.text} for c in captions.captions],
         }
         with tmp.open("w") as f:

@@ -27,11 +27,14 @@ def run_guarded(action: Callable[[], int | None]) -> int:
         return 130
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) -> None:
     parser.add_argument("--dataset", required=True, help="registered dataset (configs/datasets/*.yaml) or a YAML path")
-    parser.add_argument(
-        "--captioner", required=True, help="registered captioner (configs/captioners/*.yaml) or a local model directory"
-    )
+    if compare:
+        parser.add_argument("--captioners", required=True, help="comma-separated captioner names or model directories")
+    else:
+        parser.add_argument(
+            "--captioner", required=True, help="registered captioner (configs/captioners/*.yaml) or a local model directory"
+        )
     parser.add_argument("--llm", help="registered LLM (configs/llms/*.yaml) or a local model directory")
     parser.add_argument("--data-root", help="dataset root directory (overrides the dataset YAML)")
     parser.add_argument("--split", help="dataset split, e.g. subset or full for EgoSchema")
@@ -70,6 +73,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from videoqa.compare import compare
+
+    result = compare(
+        args.dataset, [c.strip() for c in args.captioners.split(",") if c.strip()], args.llm,
+        overrides_from_args(args), compare_id=args.run_id, progress=not args.quiet,
+    )
+    print(result.table.to_markdown(index=False))
+    print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from videoqa.demo import run_demo
 
@@ -79,6 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": (cmd_run, add_run_arguments, "answer a dataset's questions: decode -> caption -> LLM -> score"),
+    "compare": (cmd_compare, lambda p: add_run_arguments(p, compare=True), "compare captioners on one dataset with one LLM (accuracy/time tables)"),
     "demo": (
         cmd_demo,
         lambda p: (p.add_argument("--output-dir"), p.add_argument("--quiet", action="store_true")),

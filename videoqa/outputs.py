@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import subprocess
 import sys
 from dataclasses import asdict, is_dataclass
@@ -34,7 +35,7 @@ def safe_name(text: str) -> str:
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def package_versions() -> dict[str, str]:

@@ -59,6 +59,8 @@ DATASETS: Registry = Registry(
     "dataset",
     (
         "videoqa.datasets.egoschema",
+        "videoqa.datasets.nextqa",
+        "videoqa.datasets.jsonl",
     ),
 )
 LLM_BACKENDS: Registry = Registry(

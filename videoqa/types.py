@@ -57,6 +57,7 @@ class VideoCaptions:
     video_id: str
     captions: list[Caption]
     duration: float
+    caption_s: float = 0.0  # captioning time spent on this video (kept with cached captions)
 
 
 @dataclass

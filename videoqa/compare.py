@@ -1,0 +1,117 @@
+"""`videoqa compare`: several captioners, one LLM, one table (the paper's Tab. 4).
+
+Each captioner gets a normal run directory (resumable, cached captions reused); the LLM engine
+is started once and answers for every captioner. The comparison lands in
+outputs/<dataset>/compare/<id>/ as CSV, Markdown and LaTeX, plus a PNG of accuracy against time
+(bubble area ~ parameters).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from eval.tables import write_table
+from videoqa.config import load_run_config
+from videoqa.errors import UserError
+from videoqa.outputs import environment, new_run_id, safe_name, write_json
+from videoqa.pipeline import (
+    LazyBackend, RunResult, _unique_videos, answer_stage, caption_videos, finish_run, prepare_run_dir,
+    select_questions, transcripts_for,
+)
+
+COMPARISON_COLUMNS = {
+    "captioner": "Captioner",
+    "params": "#params",
+    "accuracy": "Accuracy (%)",
+    "caption_s": "Captioning (s)",
+    "answer_s": "Answering (s)",
+    "total_s": "Total (s)",
+    "s_per_10min_video": "Time per 10-min video (s)",
+}
+
+
+@dataclass
+class CompareResult:
+    directory: Path
+    table: pd.DataFrame
+    runs: list[RunResult]
+
+
+def compare(
+    dataset: str, captioners: list[str], llm: str | None = None, overrides: list[str] = (),
+    compare_id: str | None = None, progress: bool = True,
+) -> CompareResult:
+    if len(set(captioners)) != len(captioners) or not captioners:
+        raise UserError(f"--captioners: expected distinct names, got {captioners}")
+    compare_id = compare_id or new_run_id()
+    configs = [
+        load_run_config(dataset=dataset, captioner=c, llm=llm, overrides=[*overrides, f"run_id=compare-{compare_id}"])
+        for c in captioners
+    ]
+    names = [c.captioner.name for c in configs]
+    if len(set(names)) != len(names):
+        raise UserError(f"--captioners: two captioners share a name ({names}); set captioner.name to tell them apart")
+    questions = select_questions(configs[0])
+    videos = _unique_videos(questions)
+    env = environment()
+    prepared = [prepare_run_dir(c) for c in configs]
+    captioned = [caption_videos(config, videos, progress) for config, _, _ in prepared]  # one model at a time
+
+    backend = LazyBackend(configs[0].llm)
+    runs = []
+    try:
+        for (config, run_dir, done), caps in zip(prepared, captioned):
+            pending = any(q.qid not in done for q in questions)
+            answers, answer_s = answer_stage(
+                backend.get() if pending else None, questions, transcripts_for(config, caps), config,
+                run_dir, done, progress,
+            )
+            runs.append(finish_run(run_dir, config, questions, answers, caps, backend.identity(), env, answer_s))
+    finally:
+        backend.close()
+
+    directory = Path(configs[0].output_dir) / safe_name(configs[0].dataset.name) / "compare" / safe_name(compare_id)
+    rows = [r.row for r in runs]
+    table = write_comparison(rows, directory)
+    write_json(
+        directory / "manifest.json",
+        {"captioners": names, "llm": configs[0].llm.model_dump(), "runs": [str(r.run_dir) for r in runs], "environment": env},
+    )
+    return CompareResult(directory, table, runs)
+
+
+def write_comparison(rows: list[dict], directory: Path) -> pd.DataFrame:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_table(rows, directory / "runs", latex=False)
+    table = pd.DataFrame(rows)[list(COMPARISON_COLUMNS)].rename(columns=COMPARISON_COLUMNS)
+    table.to_csv(directory / "comparison.csv", index=False)
+    (directory / "comparison.md").write_text(table.to_markdown(index=False) + "\n")
+    (directory / "comparison.tex").write_text(table.to_latex(index=False, na_rep="-", float_format="%.1f"))
+    plot_accuracy_vs_time(rows, directory / "accuracy_vs_time.png")
+    return table
+
+
+def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    largest = max((r["parameters"] or 0) for r in rows) or 1
+    for r in rows:
+        x = r["s_per_10min_video"] if r["s_per_10min_video"] is not None else r["total_s"]
+        y = r["accuracy"] if r["accuracy"] is not None else 0.0
+        size = 60 + 1500 * (r["parameters"] or 0) / largest
+        ax.scatter([x], [y], s=size, alpha=0.5)
+        ax.annotate(f"{r['captioner']} ({r['params']})", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    per_10 = all(r["s_per_10min_video"] is not None for r in rows)
+    ax.set_xlabel("time per 10-minute video (s)" if per_10 else "total time (s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{rows[0]['dataset']}: accuracy vs. time (bubble area ~ parameters)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
