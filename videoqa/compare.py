@@ -68,7 +68,8 @@ def compare(
                 backend.get() if pending else None, questions, transcripts_for(config, caps), config,
                 run_dir, done, progress,
             )
-            runs.append(finish_run(run_dir, config, questions, answers, caps, backend.identity(), env, answer_s))
+            startup_s, backend.startup_s = backend.startup_s, 0.0  # charged once, to the first run that needed it
+            runs.append(finish_run(run_dir, config, questions, answers, caps, backend.identity(), env, answer_s, startup_s))
     finally:
         backend.close()
 

@@ -97,6 +97,7 @@ class AnswerConfig(_Strict):
     max_tokens: int = 512  # free-text modes (chain of thought, summaries)
     context_policy: Literal["error", "subsample", "summarize"] = "subsample"
     context_margin: int = 64  # tokens kept free for the answer
+    chunk_size: int = 256  # questions per LLM batch between durable appends to predictions.jsonl
 
 
 class RunConfig(_Strict):

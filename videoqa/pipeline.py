@@ -34,8 +34,6 @@ from videoqa.registry import CAPTIONERS, LLM_BACKENDS
 from videoqa.transcript import build_transcript
 from videoqa.types import OPTION_LETTERS, Answer, FrameBatch, Question, VideoCaptions, VideoFailure
 
-ANSWER_CHUNK = 256  # questions per LLM batch between durable appends
-
 
 @dataclass
 class RunResult:
@@ -204,8 +202,8 @@ def answer_stage(
     todo = [q for q in questions if q.qid not in done]
     answers = dict(done)
     started = time.perf_counter()
-    for i in range(0, len(todo), ANSWER_CHUNK):
-        chunk = todo[i : i + ANSWER_CHUNK]
+    for i in range(0, len(todo), config.answer.chunk_size):
+        chunk = todo[i : i + config.answer.chunk_size]
         new = answer_questions(backend, chunk, transcripts, config.answer, progress=progress)
         _append_durably(run_dir / "predictions.jsonl", [_prediction_record(q, a) for q, a in zip(chunk, new)])
         answers.update((a.qid, a) for a in new)
@@ -214,7 +212,7 @@ def answer_stage(
 
 def finish_run(
     run_dir: Path, config: RunConfig, questions: Sequence[Question], answers: Sequence[Answer],
-    captioned: CaptionResult, llm_identity: dict, env: dict, answer_s: float,
+    captioned: CaptionResult, llm_identity: dict, env: dict, answer_s: float, llm_startup_s: float = 0.0,
 ) -> RunResult:
     failures = captioned.failures
     video_of = {q.qid: q.video_id for q in questions}
@@ -224,6 +222,7 @@ def finish_run(
             a.detail = f"{failure.reason}: {failure.message}"
     timing = captioned.timing | {
         "answer_s": answer_s,
+        "llm_startup_s": llm_startup_s,
         "video_seconds": sum(vc.duration for vc in captioned.captions.values()),
     }
     metrics = score(questions, answers)
@@ -273,10 +272,13 @@ class LazyBackend:
 
     def __init__(self, config):
         self.config, self._backend = config, None
+        self.startup_s = 0.0  # engine start-up (weights load, warm-up): reported apart from answering
 
     def get(self) -> LLMBackend:
         if self._backend is None:
+            started = time.perf_counter()
             self._backend = LLM_BACKENDS.get(self.config.backend)(self.config)
+            self.startup_s = time.perf_counter() - started
         return self._backend
 
     def identity(self, previous: dict | None = None) -> dict:
@@ -302,7 +304,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         llm_identity = backend.identity(_previous_llm_identity(run_dir))
     finally:
         backend.close()
-    return finish_run(run_dir, config, questions, answers, captioned, llm_identity, env, answer_s)
+    return finish_run(run_dir, config, questions, answers, captioned, llm_identity, env, answer_s, backend.startup_s)
 
 
 def _previous_llm_identity(run_dir: Path) -> dict | None:

@@ -67,5 +67,7 @@ LLM_BACKENDS: Registry = Registry(
     "LLM backend",
     (
         "videoqa.llm.vllm_offline",
+        "videoqa.llm.openai_server",
+        "videoqa.llm.hf_transformers",
     ),
 )

@@ -1,0 +1,181 @@
+"""`captioner eval`: BLEU-4 / METEOR / ROUGE-L / CIDEr (and BERTScore if installed) of
+predicted captions against reference captions.
+
+Predictions: JSONL rows `{"image" | "id" | "image_id": ..., "caption": ...}`, a JSON object
+`{id: caption}`, or a COCO results list `[{"image_id", "caption"}]`.
+References: any annotation file `captioner.data` reads (our JSONL, LLaVA JSON, Karpathy COCO
+with `--split`), a JSON object `{id: [captions]}`, or COCO annotations `{"annotations": [...]}`.
+An image is matched by its id, or by its image path when the predictions use paths.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from videoqa.errors import AnnotationError, UserError
+
+_ID_KEYS = ("id", "image_id", "image")
+
+
+def _row_id(path: Path, where: str, row: dict[str, Any]) -> str:
+    for key in _ID_KEYS:
+        if row.get(key) not in (None, ""):
+            return str(row[key])
+    raise AnnotationError(path, where, f"one of {', '.join(_ID_KEYS)} naming the image")
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """Predicted captions by image id (or image path)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: predictions file not found")
+    text = path.read_text(encoding="utf-8")
+    rows: list[tuple[str, Any]] = []
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((f"line {number}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise AnnotationError(path, f"line {number}", f"one JSON object per line ({exc.msg})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        if isinstance(data, dict):
+            out = {}
+            for key, value in data.items():
+                if not isinstance(value, str):
+                    raise AnnotationError(path, key, "a caption string")
+                out[str(key)] = value
+            return out
+        if not isinstance(data, list):
+            raise AnnotationError(path, "(top level)", "JSONL, {id: caption} or [{image_id, caption}]")
+        rows = [(f"[{i}]", row) for i, row in enumerate(data)]
+    predictions: dict[str, str] = {}
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise AnnotationError(path, where, "an object with an image id and a 'caption'")
+        caption = row.get("caption", row.get("prediction"))
+        if not isinstance(caption, str):
+            raise AnnotationError(path, f"{where}.caption", "a caption string")
+        image_id = _row_id(path, where, row)
+        if image_id in predictions:
+            raise AnnotationError(path, where, f"one prediction per image (duplicate {image_id!r})")
+        predictions[image_id] = caption
+    if not predictions:
+        raise AnnotationError(path, "(file)", "at least one prediction")
+    return predictions
+
+
+def read_references(path: str | Path, split: str | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Reference captions by image id, plus a map image path -> id for path-keyed predictions."""
+    from captioner.data import detect_format, load_records
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: references file not found")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        if isinstance(data, dict) and "annotations" in data:  # COCO captions_*.json
+            refs: dict[str, list[str]] = {}
+            if not isinstance(data["annotations"], list):
+                raise AnnotationError(path, "annotations", "a list of {image_id, caption}")
+            for i, ann in enumerate(data["annotations"]):
+                if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+                    raise AnnotationError(path, f"annotations[{i}]", "an object with 'image_id' and a string 'caption'")
+                refs.setdefault(str(ann["image_id"]), []).append(ann["caption"])
+            return refs, {}
+        if isinstance(data, dict) and "images" not in data:  # {id: [captions]}
+            refs = {}
+            for key, value in data.items():
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                    raise AnnotationError(path, key, "a non-empty list of caption strings")
+                refs[str(key)] = value
+            return refs, {}
+    fmt = detect_format(path)
+    records = load_records(path, fmt, split=split if fmt == "coco-karpathy" else None)
+    refs, by_path = {}, {}
+    for record in records:
+        refs.setdefault(record.image_id, []).extend(record.captions)
+        by_path[record.image] = record.image_id
+    return refs, by_path
+
+
+def match_predictions(predictions: dict[str, str], refs: dict[str, list[str]], by_path: dict[str, str]) -> dict[str, str]:
+    """Re-key predictions given by image path to the references' ids."""
+    matched = {}
+    for key, caption in predictions.items():
+        if key not in refs and key in by_path:
+            key = by_path[key]
+        matched[key] = caption
+    return matched
+
+
+def scores_table(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown table: one row per system, one column per metric."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_dict(rows, orient="index").round(2)
+    frame.index.name = "system"
+    return frame.to_markdown()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--predictions", required=True, help="predicted captions (JSONL / JSON)")
+    parser.add_argument("--references", required=True, help="reference captions (JSONL, LLaVA / COCO JSON, {id: [...]})")
+    parser.add_argument("--split", default="test", help="split of a Karpathy COCO references file (default: test)")
+    parser.add_argument(
+        "--metrics", default="BLEU-4,METEOR,ROUGE-L,CIDEr,BERTScore", help="comma-separated (BERTScore only if installed)"
+    )
+    parser.add_argument("--json", dest="json_out", help="write scores as JSON here")
+    parser.add_argument("--markdown", help="write the table as Markdown here")
+    parser.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="score only the images that have a prediction (default: error)"
+    )
+    parser.add_argument("--name", default=None, help="row name in the table (default: predictions file stem)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.caption_metrics import compute_caption_metrics
+
+    predictions = read_predictions(args.predictions)
+    refs, by_path = read_references(args.references, args.split)
+    predictions = match_predictions(predictions, refs, by_path)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    missing = len(set(refs) - set(predictions))
+    if args.allow_missing:
+        refs = {k: v for k, v in refs.items() if k in predictions}
+    result = compute_caption_metrics(predictions, refs, metrics)
+    name = args.name or Path(args.predictions).stem
+    table = scores_table({name: result.scores})
+    print(table)
+    for metric, reason in result.skipped.items():
+        print(f"{metric} skipped: {reason}")
+    report = {
+        "predictions": str(args.predictions),
+        "references": str(args.references),
+        "num_images": result.num_images,
+        "references_without_prediction": missing if args.allow_missing else 0,
+        "scale": "x100 (as printed in papers); CIDEr is CIDEr-D",
+        "scores": result.scores,
+        "skipped": result.skipped,
+    }
+    if args.per_image:
+        report["per_image"] = result.per_image
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table + "\n")
+    return 0

@@ -1,0 +1,399 @@
+"""`captioner train --config configs/train/<stage>.yaml [--set key=value ...]`
+
+The three training stages of the paper (App. H.1, Tab. 15, Fig. 8), on Hugging Face `Trainer`:
+
+    stage      trains               data                                       paper
+    pretrain   MLP connector        (image, caption)                           1 epoch, LCS-558K
+    stage1     connector + LM       (image, GT caption)                        10 epochs
+    stage2     DeepLens + LM        (image, pseudo-initial caption) -> GT      2 epochs
+
+All stages: cosine schedule, warm-up ratio 0.03, weight decay 0, vision encoder frozen.
+The paper's table lost its learning rates; the configs use LLaVA-1.5's (1e-3 pretraining,
+2e-5 fine-tuning), which the paper says it follows.
+
+Multi-GPU: launch the same command with `torchrun --nproc_per_node N -m captioner.cli train ...`
+or `accelerate launch -m captioner.cli train ...`; Trainer picks up the distributed setup.
+`training.global_batch_size` keeps the effective batch (LLaVA: 256 / 128) whatever the GPU
+count by setting the gradient accumulation.
+
+Checkpoints (model.safetensors + processor + optimizer/scheduler/RNG state) are written to
+`<output_dir>/checkpoint-<step>` every `save_steps`; a rerun of the same command resumes from
+the last one (`training.resume_from_checkpoint: auto`). The final directory holds a complete
+HF checkpoint (model + processor + resolved config) that `SeRForCaptioning.from_pretrained`,
+the next stage's `model.init_from` and `videoqa --captioner <dir>` load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import model_validator
+
+from videoqa.config import _Strict, parse_override, read_yaml, set_dotted, validate
+from videoqa.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["pretrain", "stage1", "stage2"]
+
+
+# ---------------------------------------------------------------------------- config
+
+
+class ModelInit(_Strict):
+    """Where the weights come from: exactly one of `init_from`, the pretrained parts, or a preset."""
+
+    init_from: str | None = None  # checkpoint directory of the previous stage
+    vision_tower: str | None = None  # pretrain: CLIP vision checkpoint (HF id in the local cache, or dir)
+    language_model: str | None = None  # pretrain: causal LM checkpoint (HF id or dir)
+    preset: str | None = None  # random init from captioner.presets (tiny-* only; tests, synthetic runs)
+    seed: int = 0  # init seed of a preset
+    config: dict[str, Any] = {}  # SeRConfig fields (fresh model), or overrides applied when loading init_from
+    trainable: Literal["pretrain", "stage1", "stage2", "all"] | None = None  # default: the stage's parts
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        sources = [self.init_from is not None, self.vision_tower is not None or self.language_model is not None,
+                   self.preset is not None]
+        if sum(sources) != 1:
+            raise ValueError("set exactly one of model.init_from, model.vision_tower + model.language_model, model.preset")
+        if (self.vision_tower is None) != (self.language_model is None):
+            raise ValueError("model.vision_tower and model.language_model go together")
+        return self
+
+
+class DataSource(_Strict):
+    path: str  # annotation file (LLaVA JSON, Karpathy COCO JSON or JSONL)
+    image_root: str = "."  # directory the image paths in `path` are relative to
+    format: Literal["auto", "llava", "coco-karpathy", "jsonl"] = "auto"
+    split: str | None = "train"  # Karpathy COCO only; "train" includes "restval"
+    limit: int | None = None  # first N images only (smoke runs)
+
+
+class DataConfig(_Strict):
+    train: list[DataSource]
+    on_missing_image: Literal["error", "skip"] = "error"
+    # None = the processor's default instruction (the prompt videoqa captions with);
+    # "from_data" = the human turn of LLaVA conversations; any other string = that instruction.
+    instruction: str | None = None
+
+    @model_validator(mode="after")
+    def _some_data(self):
+        if not self.train:
+            raise ValueError("data.train needs at least one annotation file")
+        return self
+
+
+class TrainingConfig(_Strict):
+    output_dir: str
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    global_batch_size: int | None = None  # if set: accumulation = global / (per_device * world size)
+    learning_rate: float
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    lr_scheduler_type: str = "cosine"
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPUs that have it, else fp32
+    gradient_checkpointing: bool | Literal["auto"] = "auto"  # auto: on when training on a GPU
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    logging_steps: int = 10
+    seed: int = 42
+    dataloader_num_workers: int = 2
+    resume_from_checkpoint: bool | str = "auto"  # auto/true: last checkpoint in output_dir if any; false; or a path
+    report_to: list[str] = []  # e.g. ["tensorboard"], ["wandb"]
+    disable_tqdm: bool | None = None
+
+    @model_validator(mode="after")
+    def _sane(self):
+        if self.learning_rate <= 0:
+            raise ValueError("training.learning_rate must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("training.warmup_ratio must be in [0, 1)")
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch size and gradient accumulation must be >= 1")
+        return self
+
+
+class TrainConfig(_Strict):
+    stage: Stage
+    model: ModelInit
+    data: DataConfig
+    training: TrainingConfig
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a training YAML, apply `key=value` overrides, validate (errors name file and key)."""
+    data = read_yaml(Path(path))
+    for item in overrides:
+        set_dotted(data, *parse_override(item))
+    source = f"{path}{' (+ --set)' if overrides else ''}"
+    return validate(TrainConfig, data, source)
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
+    """(model, processor) from a checkpoint dir, pretrained parts, or a tiny preset.
+
+    Stage 2 adds DeepLens: a single-pass (specialist) checkpoint from stage 1 is loaded with
+    `refine=True`, which initialises DeepLens freshly (HF reports its weights as missing).
+    """
+    from captioner.modeling_ser import SeRConfig, SeRForCaptioning
+    from captioner.processing_ser import SeRProcessor
+
+    if init.init_from is not None:
+        path = Path(init.init_from)
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"model.init_from: {path} is not a SeR checkpoint directory (no config.json); "
+                f"train the previous stage first or fix the path"
+            )
+        overrides = dict(init.config)
+        if stage == "stage2" and not SeRConfig.from_pretrained(path).refine:
+            overrides.setdefault("refine", True)
+            logger.info("stage2: adding a freshly initialised DeepLens to the single-pass checkpoint %s", path)
+        return SeRForCaptioning.from_pretrained(path, **overrides), SeRProcessor.from_pretrained(path)
+    if init.preset is not None:
+        from captioner.presets import build_tiny_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="ser-init-") as tmp:
+            try:
+                build_tiny_checkpoint(tmp, init.preset, init.seed, **init.config)
+            except ValueError as exc:
+                raise UserError(f"model.preset: {exc}") from None
+            return SeRForCaptioning.from_pretrained(tmp), SeRProcessor.from_pretrained(tmp)
+    processor = SeRProcessor.from_pretrained_parts(init.vision_tower, init.language_model)
+    model = SeRForCaptioning.from_pretrained_parts(init.vision_tower, init.language_model, processor=processor, **init.config)
+    return model, processor
+
+
+def build_dataset(data: DataConfig, stage: Stage):
+    """All sources' (image, caption[, initial caption]) pairs as one dataset."""
+    from torch.utils.data import ConcatDataset
+
+    from captioner.data import CaptionDataset, expand_pairs, load_records
+
+    parts = []
+    for source in data.train:
+        records = load_records(source.path, source.format, split=source.split)
+        if source.limit:
+            records = records[: source.limit]
+        pairs = expand_pairs(records, with_initial=stage == "stage2", with_instruction=data.instruction == "from_data")
+        parts.append(CaptionDataset(pairs, source.image_root, on_missing=data.on_missing_image))
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+@dataclass
+class CaptionCollator:
+    """Dataset items -> a padded model batch (SeRProcessor.build_training_batch)."""
+
+    processor: Any
+    with_initial: bool
+    instruction: str | None = None  # None = processor default; "from_data" = per-item
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.instruction == "from_data":
+            instruction = [item.get("instruction") or self.processor.default_instruction for item in items]
+        else:
+            instruction = self.instruction
+        return self.processor.build_training_batch(
+            [item["image"] for item in items],
+            [item["caption"] for item in items],
+            [item["initial_caption"] for item in items] if self.with_initial else None,
+            instruction=instruction,
+        )
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def training_arguments(config: TrainConfig):
+    """HF TrainingArguments from our config (precision / checkpointing resolved for this device)."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = config.training
+    on_gpu = torch.cuda.is_available()
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not on_gpu:
+        raise UserError(f"training.precision={precision} needs a CUDA GPU; use fp32 (or auto) on CPU")
+    checkpointing = on_gpu if t.gradient_checkpointing == "auto" else t.gradient_checkpointing
+    accumulation = t.gradient_accumulation_steps
+    if t.global_batch_size is not None:
+        per_step = t.per_device_train_batch_size * _world_size()
+        if t.global_batch_size % per_step:
+            raise UserError(
+                f"training.global_batch_size={t.global_batch_size} is not a multiple of "
+                f"per_device_train_batch_size x GPUs = {per_step}"
+            )
+        accumulation = t.global_batch_size // per_step
+    trainable = config.model.trainable or config.stage
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        lr_scheduler_type=t.lr_scheduler_type,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_pin_memory=on_gpu,
+        remove_unused_columns=False,  # the collator needs the raw image / caption fields
+        report_to=t.report_to or "none",
+        disable_tqdm=t.disable_tqdm,
+        # "all" trains parts the pass does not use (e.g. DeepLens in stage 1): DDP must allow it
+        ddp_find_unused_parameters=trainable == "all",
+    )
+
+
+def resolve_resume(value: bool | str, output_dir: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if value is False:
+        return None
+    if value in (True, "auto"):
+        return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    path = Path(value)
+    if not path.is_dir():
+        raise UserError(f"training.resume_from_checkpoint: {path} is not a directory")
+    return str(path)
+
+
+def _stop_after(steps: int):
+    """A callback that ends training after `steps` optimizer steps (checkpoint written first)."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= steps:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAfter()
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    finished: bool  # False when stopped early by stop_after_steps (a checkpoint is on disk)
+    train_loss: float | None
+    losses: list[float]  # logged training losses, in order
+    runtime_s: float
+    trainable: dict[str, int]
+    pairs: int
+    resumed_from: str | None
+
+
+def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Run one stage; returns where the final checkpoint is and the loss history."""
+    import torch
+    from transformers import Trainer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_warning()
+    started = time.perf_counter()
+    torch.manual_seed(config.training.seed)
+    model, processor = build_model_and_processor(config.model, config.stage)
+    trainable = model.set_trainable(config.model.trainable or config.stage)
+    if config.stage == "stage2" and model.deeplens is None:
+        raise UserError("stage2 trains DeepLens, but this checkpoint has none (config.refine=false)")
+    dataset = build_dataset(config.data, config.stage)
+    args = training_arguments(config)
+    output_dir = Path(config.training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resume = resolve_resume(config.training.resume_from_checkpoint, str(output_dir))
+    extra = list(callbacks) + ([_stop_after(stop_after_steps)] if stop_after_steps else [])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=CaptionCollator(processor, config.stage == "stage2", config.data.instruction),
+        processing_class=processor,
+        callbacks=extra or None,
+    )
+    logger.info("stage %s: %d pairs, trainable %s, resume from %s", config.stage, len(dataset), trainable, resume)
+    output = trainer.train(resume_from_checkpoint=resume)
+    state = trainer.state
+    finished = state.max_steps > 0 and state.global_step >= state.max_steps
+    if finished:
+        trainer.save_model(str(output_dir))  # model.safetensors + config + processor
+        trainer.save_state()
+        (output_dir / "training_args.bin").unlink(missing_ok=True)  # pickle; the YAML below says it all
+        (output_dir / "train_config.yaml").write_text(_dump_yaml(config))
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    result = TrainResult(
+        output_dir=output_dir,
+        global_step=state.global_step,
+        finished=finished,
+        train_loss=output.training_loss if math.isfinite(output.training_loss or float("nan")) else None,
+        losses=losses,
+        runtime_s=time.perf_counter() - started,
+        trainable=trainable,
+        pairs=len(dataset),
+        resumed_from=resume,
+    )
+    if finished and args.should_save:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def _dump_yaml(config: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="configs/train/<stage>.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    parser.add_argument(
+        "--stop-after-steps", type=int, default=None,
+        help="save a checkpoint and stop after this many optimizer steps (rerun to resume; for time-limited jobs)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_train_config(args.config, args.set)
+    result = train(config, stop_after_steps=args.stop_after_steps)
+    status = "finished" if result.finished else f"stopped at step {result.global_step} (rerun to resume)"
+    loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
+    print(f"{config.stage}: {status}; {result.pairs} pairs, mean train loss {loss}, {result.runtime_s:.0f}s -> {result.output_dir}")
+    return 0
