@@ -52,10 +52,7 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str 
 
 
 class MissingCheckpointError(MissingModelError):
-    """A SeR checkpoint directory that does not exist; says how to train one."""
-
-    def __init__(self, what: str, ref: str, how: str):
-        UserError.__init__(self, f"{what} {ref!r} is not available on this machine: {how}")
+    """A SeR checkpoint directory that does not exist; says how to train one (none is published)."""
 
 
 def load_model(

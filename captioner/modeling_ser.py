@@ -61,8 +61,9 @@ class SeRConfig(PreTrainedConfig):
     Sub-configs:
         vision_config: `CLIPVisionConfig` of the vision encoder (ViT-L/14-336 in the paper).
         text_config: config of the causal LM (`OPTConfig`, OPT-125M in the paper).
-        deeplens_config: `BertConfig` of DeepLens's Transformer layers (hidden size, depth, heads).
-            Its `vocab_size` is unused: caption tokens are embedded with the LM's own table.
+        deeplens_config: `BertConfig` of DeepLens's Transformer layers (hidden size, depth, heads,
+            dropout). Its vocab_size / max_position_embeddings / type_vocab_size are unused: caption
+            tokens are embedded with the LM's own table, positions and types by DeepLens itself.
 
     First glance (LLaVA-1.5):
         vision_feature_layer: index into the ViT's `hidden_states` tuple (index 0 = patch embeddings,
@@ -136,7 +137,8 @@ class SeRConfig(PreTrainedConfig):
         if not self.refine:
             return "single-glance-multilayer" if self.first_glance_multilayer else "specialist"
         inputs = {(True, True): "ser", (True, False): "ser-caption-only", (False, True): "ser-multilayer-only"}
-        return inputs.get((self.deeplens_caption_input, self.deeplens_multilayer_input), "ser-no-deeplens-inputs")
+        name = inputs.get((self.deeplens_caption_input, self.deeplens_multilayer_input), "ser-no-deeplens-inputs")
+        return name + ("+multilayer-first-glance" if self.first_glance_multilayer else "")
 
 
 def _as_config(value: Any, default_type: str, default: dict[str, Any]) -> PreTrainedConfig:
@@ -224,22 +226,20 @@ class DeepLens(nn.Module):
     ) -> torch.Tensor:
         """visual_features (B, N, C), caption_embeds (B, L, E), caption_mask (B, L) -> (B, N, E_lm)."""
         batch, n_visual, _ = visual_features.shape
-        hidden = self.visual_proj(visual_features)
-        types = torch.full((batch, n_visual), self.VISUAL, dtype=torch.long, device=hidden.device)
-        mask = torch.ones(batch, n_visual, dtype=torch.long, device=hidden.device)
+        tokens = [self.visual_proj(visual_features) + self.type_embeddings.weight[self.VISUAL]]
+        masks = [torch.ones(batch, n_visual, dtype=torch.long, device=visual_features.device)]
         if self.caption_proj is not None and caption_embeds is not None and caption_embeds.shape[1] > 0:
             caption_embeds = caption_embeds[:, : self.max_caption_tokens]
-            n_caption = caption_embeds.shape[1]
             if caption_mask is None:
-                caption_mask = torch.ones(batch, n_caption, dtype=torch.long, device=hidden.device)
-            hidden = torch.cat([hidden, self.caption_proj(caption_embeds)], dim=1)
-            types = torch.cat([types, torch.full((batch, n_caption), self.CAPTION, dtype=torch.long, device=hidden.device)], dim=1)
-            mask = torch.cat([mask, caption_mask[:, :n_caption].to(mask.dtype)], dim=1)
-        positions = torch.arange(hidden.shape[1], device=hidden.device)
-        hidden = hidden + self.position_embeddings(positions)[None] + self.type_embeddings(types)
+                caption_mask = torch.ones(caption_embeds.shape[:2], dtype=torch.long, device=caption_embeds.device)
+            tokens.append(self.caption_proj(caption_embeds) + self.type_embeddings.weight[self.CAPTION])
+            masks.append(caption_mask[:, : caption_embeds.shape[1]].to(torch.long))
+        hidden = torch.cat(tokens, dim=1)
+        hidden = hidden + self.position_embeddings.weight[: hidden.shape[1]]
         hidden = self.embed_dropout(self.embed_norm(hidden))
-        attention_mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
-        hidden = self.encoder(hidden, attention_mask=attention_mask).last_hidden_state
+        # padding of the caption is masked out as attention keys (bidirectional, BERT-style)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=torch.cat(masks, 1))
+        hidden = self.encoder(hidden, attention_mask=mask).last_hidden_state
         return self.out_proj(hidden[:, :n_visual])
 
 
@@ -261,7 +261,7 @@ class SeRPreTrainedModel(PreTrainedModel):
     config: SeRConfig
     config_class = SeRConfig
     base_model_prefix = ""
-    main_input_name = "pixel_values"
+    main_input_name = "input_ids"  # what HF Trainer counts tokens with
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "OPTDecoderLayer", "BertLayer"]
@@ -280,7 +280,8 @@ class SeRForCaptioning(SeRPreTrainedModel):
         input_ids             long  (B, T)         [BOS] [<image>] * N  prompt  target [EOS] [PAD]...
         attention_mask        long  (B, T)         1 on real tokens, 0 on padding
         labels                long  (B, T)         = input_ids on target tokens and the final EOS,
-                                                   -100 everywhere else (image, prompt, padding)
+                                                   -100 everywhere else (image, prompt, padding);
+                                                   aligned with input_ids (the LM shifts them)
         initial_caption_ids   long  (B, L)         stage 2 only: the (pseudo-)initial caption, right-padded
         initial_caption_mask  long  (B, L)         stage 2 only: 1 on its real tokens
 
@@ -296,11 +297,15 @@ class SeRForCaptioning(SeRPreTrainedModel):
         config.deeplens_config._attn_implementation_internal = config._attn_implementation
         vision_width = config.vision_config.hidden_size
         n_multilayer = len(config.multilayer_feature_layers)
+        # the eyes: CLIP ViT, frozen (Sec. 3.1 "freezing the vision encoder")
         self.vision_tower = CLIPVisionModel._from_config(config.vision_config)
+        # the writer: a small causal LM (OPT-125M), shared by both glances
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         lm_embed_dim = self.language_model.get_input_embeddings().embedding_dim
+        # first glance: MLP connector from ViT features to LM input embeddings (Tab. 15)
         first_glance_dim = vision_width * (n_multilayer if config.first_glance_multilayer else 1)
         self.connector = MLPConnector(first_glance_dim, lm_embed_dim, config.connector_depth)
+        # one more glance: DeepLens (Sec. 5); absent in the single-pass specialist
         self.deeplens = None
         if config.refine:
             deeplens_dim = vision_width * (n_multilayer if config.deeplens_multilayer_input else 1)
@@ -334,7 +339,10 @@ class SeRForCaptioning(SeRPreTrainedModel):
         vision_model = load_part(CLIPVisionModel, vision, "CLIP vision tower", dtype=dtype)
         lm_model = load_part(AutoModelForCausalLM, lm, "language model", dtype=dtype)
         text_config = lm_model.config
-        text_config.vocab_size = max(text_config.vocab_size, len(processor.tokenizer))
+        text_config.vocab_size = max(text_config.vocab_size, len(processor.tokenizer))  # room for <image>
+        for name in ("pad_token_id", "eos_token_id", "bos_token_id"):  # generation reads them from here
+            if getattr(text_config, name, None) is None:
+                setattr(text_config, name, getattr(processor.tokenizer, name))
         config = SeRConfig(
             vision_config=vision_model.config.to_dict(),
             text_config=text_config.to_dict(),
@@ -342,7 +350,9 @@ class SeRForCaptioning(SeRPreTrainedModel):
             **config_overrides,
         )
         if config.num_visual_tokens != processor.num_image_tokens:
-            raise ValueError(f"processor expects {processor.num_image_tokens} image tokens, model makes {config.num_visual_tokens}")
+            raise ValueError(
+                f"processor expects {processor.num_image_tokens} image tokens, model makes {config.num_visual_tokens}"
+            )
         model = cls(config)
         model.vision_tower.load_state_dict(vision_model.state_dict())
         if lm_model.get_input_embeddings().num_embeddings < config.text_config.vocab_size:

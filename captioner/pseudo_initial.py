@@ -447,6 +447,8 @@ class LLMPseudoInitialGenerator:
 
 @dataclass
 class PseudoInitialStats:
+    """Counts for the run summary (`<output>.summary.json`)."""
+
     method: str
     images: int = 0
     captions: int = 0
@@ -493,12 +495,11 @@ def add_gt_mix(records) -> None:
         record.initial_captions = [[initial[0], gt] for initial, gt in zip(record.initial_captions, record.captions)]
 
 
-def add_self_captions(records, model_dir: str, image_root: str, batch_size: int, max_new_tokens: int, stats) -> None:
+def add_self_captions(records, model, processor, image_root: str, batch_size: int, max_new_tokens: int, stats) -> None:
     """Data 1: the stage-1 model's own (single-pass) caption of each image, for all its GT captions."""
     from captioner.data import CaptionDataset, CaptionPair
-    from captioner.inference import generate_captions, load_model
+    from captioner.inference import generate_captions
 
-    model, processor = load_model(model_dir, train_hint="train stage 1 with `captioner train --config configs/train/stage1.yaml`")
     dataset = CaptionDataset([CaptionPair(r.image, r.captions[0]) for r in records], image_root)
     by_image: dict[str, str] = {}
     images = list(dict.fromkeys(r.image for r in records))
@@ -515,12 +516,18 @@ def add_self_captions(records, model_dir: str, image_root: str, batch_size: int,
 def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
     """An LLM backend from a configs/llms/ name, a YAML file or a local model directory."""
     from videoqa.config import LLMConfig, _component, parse_override, set_dotted, validate
-    from videoqa.llm import load_backend
 
     data, source = _component("llms", ref)
     for item in overrides:
         set_dotted(data, *parse_override(item))
-    return load_backend(validate(LLMConfig, data, source))
+    config = validate(LLMConfig, data, source + (" (+ --llm-set)" if overrides else ""))
+    try:
+        from videoqa.llm import load_backend
+    except ImportError:  # older layout: the registry is the loader
+        from videoqa.registry import LLM_BACKENDS
+
+        return LLM_BACKENDS.get(config.backend)(config)
+    return load_backend(config)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -549,47 +556,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-changed-words", type=int, default=ValidationRules.max_changed_words)
     parser.add_argument("--max-changed-fraction", type=float, default=ValidationRules.max_changed_fraction)
     parser.add_argument("--limit", type=int, help="first N images only")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="images per chunk appended to the output")
+    parser.add_argument("--resume", action="store_true", help="keep the images already in --output, do the rest")
 
 
-def make_pseudo_initial(records, args: argparse.Namespace) -> PseudoInitialStats:
-    """Fill `initial_captions` of every record with the chosen method; return counts."""
-    stats = PseudoInitialStats(method=args.method, images=len(records), captions=sum(len(r.captions) for r in records))
+def make_pseudo_initial(records, args: argparse.Namespace, on_chunk=None) -> PseudoInitialStats:
+    """Fill `initial_captions` of every record with the chosen method, `args.chunk_size` images at a
+    time (`on_chunk(records)` after each, e.g. to append them to the output); return counts."""
+    stats = PseudoInitialStats(method=args.method)
     perturber = LexicalPerturber(seed=args.seed)
     base = args.mix_base if args.method == "gt-mix" else args.method
     n = 1 if args.method == "gt-mix" else args.n
-    if base == "lexical":
-        add_lexical(records, perturber, n, stats)
-    elif base == "llm":
+    backend = model = processor = None
+    if base == "llm":
         if not args.llm:
             raise UserError("--method llm needs --llm NAME|YAML|MODEL_DIR (or use --method lexical, which needs no model)")
         rules = ValidationRules(max_changed_words=args.max_changed_words, max_changed_fraction=args.max_changed_fraction)
         backend = load_llm_backend(args.llm, args.llm_set)
-        try:
-            add_llm(records, LLMPseudoInitialGenerator(backend, n, rules, perturber, args.batch_size), stats)
-        finally:
-            backend.close()
+        generator = LLMPseudoInitialGenerator(backend, n, rules, perturber, args.batch_size)
     elif base == "self":
         if not args.model:
             raise UserError("--method self needs --model STAGE1_CHECKPOINT_DIR")
-        add_self_captions(records, args.model, args.image_root, args.batch_size, args.max_new_tokens, stats)
-    if args.method == "gt-mix":
-        add_gt_mix(records)
-        stats.sources["gt"] += stats.captions
-    for record in records:
-        for gt, initials in zip(record.captions, record.initial_captions):
-            stats.initial_captions += len(initials)
-            stats.identical += sum(1 for x in initials if _words(x) == _words(gt))
+        from captioner.inference import load_model
+
+        model, processor = load_model(args.model, train_hint="train stage 1 with `captioner train --config configs/train/stage1.yaml`")
+    try:
+        for start in range(0, len(records), args.chunk_size):
+            chunk = records[start : start + args.chunk_size]
+            if base == "lexical":
+                add_lexical(chunk, perturber, n, stats)
+            elif base == "llm":
+                add_llm(chunk, generator, stats)
+            else:
+                add_self_captions(chunk, model, processor, args.image_root, args.batch_size, args.max_new_tokens, stats)
+            if args.method == "gt-mix":
+                add_gt_mix(chunk)
+                stats.sources["gt"] += sum(len(r.captions) for r in chunk)
+            stats.images += len(chunk)
+            for record in chunk:
+                stats.captions += len(record.captions)
+                for gt, initials in zip(record.captions, record.initial_captions):
+                    stats.initial_captions += len(initials)
+                    stats.identical += sum(1 for x in initials if _words(x) == _words(gt))
+            if on_chunk is not None:
+                on_chunk(chunk)
+    finally:
+        if backend is not None:
+            backend.close()
     return stats
 
 
 def run(args: argparse.Namespace) -> int:
-    from captioner.data import load_records, write_jsonl
+    from captioner.data import load_records, read_jsonl
 
     records = load_records(args.input, args.format, split=args.split)
     if args.limit:
         records = records[: args.limit]
-    stats = make_pseudo_initial(records, args)
-    write_jsonl(records, args.output)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    done: set[tuple[str, str]] = set()
+    if args.resume and output.is_file() and output.stat().st_size:
+        done = {(r.image_id, r.image) for r in read_jsonl(output)}
+        records = [r for r in records if (r.image_id, r.image) not in done]
+        print(f"resuming: {len(done)} images already in {output}, {len(records)} to go")
+    mode = "a" if done else "w"
+    with open(output, mode, encoding="utf-8") as f:
+
+        def append(chunk) -> None:  # written as we go: a long LLM job can be resumed with --resume
+            for record in chunk:
+                f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            f.flush()
+
+        stats = make_pseudo_initial(records, args, on_chunk=append)
     summary = stats.to_json()
     print(json.dumps(summary, indent=2))
     Path(str(args.output) + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")

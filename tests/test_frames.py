@@ -6,15 +6,15 @@ import threading
 import time
 from pathlib import Path
 
+import decord
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videoqa import frames
+from videoqa.config import FramesConfig
 from videoqa.frames import (
     DecodeStats,
-    VideoDecodeError,
     _is_sample,
     _sampling,
     decode_frames,
@@ -23,7 +23,13 @@ from videoqa.frames import (
     sample_indices,
     stream_videos,
 )
-from videoqa.synthetic_video import frame_counter_index, make_color_sequence, make_frame_counter, make_video
+from videoqa.synthetic_video import (
+    drawtext_available,
+    frame_counter_index,
+    make_color_sequence,
+    make_frame_counter,
+    make_video,
+)
 from videoqa.types import FrameBatch, VideoFailure
 
 PANCAKE = Path("/work/shared/videos/flipping_a_pancake.mkv")
@@ -39,7 +45,7 @@ def test_one_fps_takes_the_centre_of_each_second():
 
 
 def test_fps_rates_and_fractional_frame_rates():
-    assert sample_indices(300, 30.0, fps=2.0) == [7, 22, 37, 52, 67, 82, 97, 112, 127, 142, 157, 172, 187, 202, 217, 232, 247, 262, 277, 292]
+    assert sample_indices(300, 30.0, fps=2.0) == [7 + 15 * k for k in range(20)]
     assert sample_indices(300, 30.0, fps=0.5) == [30, 90, 150, 210, 270]
     ntsc = sample_indices(1800, 30000 / 1001)  # 29.97 fps, 60.06 s
     assert len(ntsc) == 60 and ntsc[0] == 14 and ntsc[-1] == 1783  # floor(59.5 * 29.97)
@@ -207,6 +213,20 @@ def test_colour_sequence_comes_out_in_order(videos):
     assert batch.timestamps == pytest.approx([0.5, 1.5, 2.5, 3.5, 4.5, 5.5], abs=1e-3)
 
 
+def test_text_is_drawn_on_synthetic_videos(tmp_path):
+    if not drawtext_available():
+        pytest.skip("this ffmpeg build cannot draw text")
+    plain = make_video(tmp_path / "plain.mp4", seconds=1, pattern="color=c=black", preset="ultrafast")
+    text = make_video(tmp_path / "text.mp4", seconds=1, pattern="color=c=black", text="CAT: 3", preset="ultrafast")
+    plain_frame, text_frame = (next(decode_frames(p, fps=1.0)).images[0] for p in (plain, text))
+    assert plain_frame.max() < 40  # black
+    centre = text_frame[90:150, 100:220]
+    assert (centre > 200).mean() > 0.02 and (text_frame[:40] > 100).mean() == 0  # white glyphs, centred
+    labelled = make_color_sequence(tmp_path / "labelled.mp4", ["navy", "navy"], labels=["one", "two"], seconds_each=1.0)
+    one, two = next(decode_frames(labelled, fps=1.0)).images
+    assert np.abs(one.astype(int) - two).mean() > 1  # different words on the same colour
+
+
 def test_probe_reads_the_header(videos):
     info = probe_video(videos["clip"])
     assert (info.width, info.height, info.rotation, info.codec) == (320, 180, 0, "h264")
@@ -234,11 +254,36 @@ def _wait_no_decoder_threads(timeout: float = 30.0) -> list[threading.Thread]:
 
 
 def test_closing_decode_frames_early_stops_its_readers(videos):
-    gen = decode_frames(videos["counter"], fps=None, num_frames=100, chunk_size=2, readers=2)
+    stats = DecodeStats()
+    gen = decode_frames(videos["counter"], fps=None, num_frames=100, chunk_size=2, readers=2, stats=stats)
     first = next(gen)
     assert len(first.images) == 2
     gen.close()
     assert _wait_no_decoder_threads() == []
+    assert (stats.videos, stats.frames, stats.failures) == (1, 2, 0)  # stopping early is not a failure
+
+
+def _count_get_batch(monkeypatch) -> dict[str, int]:
+    real = decord.VideoReader.get_batch
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def counting(self, indices):
+        with lock:
+            calls["n"] += 1
+        return real(self, indices)
+
+    monkeypatch.setattr(decord.VideoReader, "get_batch", counting)
+    return calls
+
+
+def test_decoding_runs_only_a_bounded_way_ahead_of_a_slow_consumer(videos, monkeypatch):
+    calls = _count_get_batch(monkeypatch)
+    gen = decode_frames(videos["counter"], fps=None, num_frames=100, chunk_size=2, readers=2)  # 50 units
+    next(gen)
+    time.sleep(1.0)  # plenty of time to decode everything if nothing held the readers back
+    assert calls["n"] <= 6  # per reader: one unit queued, one waiting to be queued; plus the one consumed
+    gen.close()
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -265,7 +310,8 @@ def test_stream_keeps_per_video_order_and_goes_on_after_failures(videos, tmp_pat
         ("clip", videos["clip"]),
     ]
     stats = DecodeStats()
-    chunks, failures = _collect(stream_videos(items, fps=None, num_frames=20, size=32, chunk_size=3, workers=2, queue_size=2, stats=stats))
+    stream = stream_videos(items, fps=None, num_frames=20, size=32, chunk_size=3, workers=2, queue_size=2, stats=stats)
+    chunks, failures = _collect(stream)
     assert {k: v.reason for k, v in failures.items()} == {"missing": "missing", "garbage": "not_a_video"}
     assert "nope.mp4" in failures["missing"].message
     assert set(chunks) == {"counter", "colors", "clip"}
@@ -288,6 +334,18 @@ def test_stream_consumer_leaving_early_does_not_hang(videos):
     assert _wait_no_decoder_threads() == []
 
 
+def test_stream_memory_is_bounded_by_the_queue(videos, monkeypatch):
+    calls = _count_get_batch(monkeypatch)
+    items = [(f"v{i}", videos["counter"]) for i in range(4)]
+    stream = stream_videos(items, fps=None, num_frames=100, chunk_size=2, workers=2, queue_size=2, readers=1)
+    next(stream)
+    time.sleep(1.0)
+    # queue (2) + one chunk per blocked worker (2) + per worker's reader: one queued, one in hand
+    assert calls["n"] <= 12
+    stream.close()
+    assert _wait_no_decoder_threads() == []
+
+
 def test_stream_reraises_a_broken_item_source(videos):
     def items():
         yield "counter", videos["counter"]
@@ -296,6 +354,12 @@ def test_stream_reraises_a_broken_item_source(videos):
     with pytest.raises(OSError, match="vanished"):
         list(stream_videos(items(), fps=1.0, workers=1))
     assert _wait_no_decoder_threads() == []
+
+
+def test_stream_takes_the_frames_config(videos):
+    config = FramesConfig(fps=None, num_frames=5, workers=1)
+    chunks, failures = _collect(stream_videos([("clip", videos["clip"])], **config.model_dump(), size=24))
+    assert not failures and [len(b.images) for b in chunks["clip"]] == [5]
 
 
 def test_stream_with_no_items_ends():

@@ -25,7 +25,10 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
 def engine(tiny_llm_dir):
     from videoqa.registry import LLM_BACKENDS
 
-    config = LLMConfig(name="tiny", model=str(tiny_llm_dir), max_model_len=512, dtype="float32", cpu_kvcache_gib=1)
+    config = LLMConfig(
+        name="tiny", model=str(tiny_llm_dir), max_model_len=512, dtype="float32", cpu_kvcache_gib=1,
+        engine_kwargs={"enforce_eager": True},  # skip torch.compile warm-up: tens of seconds per start
+    )
     backend = LLM_BACKENDS.get("vllm")(config)
     yield backend
     backend.close()
@@ -65,6 +68,22 @@ def test_local_dir_revision_is_a_content_fingerprint(tiny_llm_dir, tmp_path):
     assert resolve_model(str(other)).revision != resolved.revision
 
 
+def test_hf_id_resolves_to_the_cached_snapshot_commit(tiny_llm_dir, tmp_path):
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--videoqa-tests--tiny"
+    shutil.copytree(tiny_llm_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    resolved = resolve_model("videoqa-tests/tiny", cache_dir=tmp_path / "hub")
+    assert (resolved.source, resolved.revision) == ("hf-cache", commit)
+    assert resolved.path == repo / "snapshots" / commit
+    assert resolve_model("videoqa-tests/tiny", revision=commit, cache_dir=tmp_path / "hub").revision == commit
+    with pytest.raises(MissingModelError, match="huggingface-cli download videoqa-tests/tiny"):
+        resolve_model("videoqa-tests/tiny", revision="f" * 40, cache_dir=tmp_path / "hub")
+
+
 def test_llm_yaml_config_validates():
     from videoqa.config import CONFIG_DIR, read_yaml, validate
 
@@ -75,12 +94,21 @@ def test_llm_yaml_config_validates():
 # ---------------------------------------------------------------------------- engine
 
 
-def test_choose_returns_only_allowed_letters_with_logprobs(engine):
-    prompts = [_user(f"Question {i}: what happens in the video?") for i in range(5)]
+@pytest.mark.slow
+def test_choose_returns_only_allowed_letters_with_logprobs(engine, tiny_llm_dir):
+    from videoqa.llm.hf_transformers import TransformersBackend
+
+    prompts = [_user(f"Question {i}: what happens in the video?" * (1 + i)) for i in range(5)]
     choices = [list("AB"), list("ABC"), list("ABCD"), list("ABCDE"), ["C", "E"]]
     completions = engine.choose(prompts, choices)
+    reference = TransformersBackend(LLMConfig(name="t", backend="transformers", model=str(tiny_llm_dir))).choose(
+        prompts, choices
+    )
     assert len(completions) == 5
-    for done, allowed in zip(completions, choices):
+    for done, ref, allowed in zip(completions, reference, choices):
+        # same weights and chat template: vLLM's constrained pick is the transformers argmax
+        assert done.text == ref.text
+        assert all(math.isclose(done.choice_logprobs[c], ref.choice_logprobs[c], abs_tol=1e-3) for c in allowed)
         assert done.error is None
         assert done.text in allowed
         # The constraint renormalises over the allowed letters: they carry all probability mass.
@@ -89,6 +117,7 @@ def test_choose_returns_only_allowed_letters_with_logprobs(engine):
         assert done.choice_logprobs[done.text] == max(done.choice_logprobs.values())  # greedy
 
 
+@pytest.mark.slow
 def test_unconstrained_generation_and_token_counts(engine):
     prompts = [_user("Describe the video."), _user("What is on the table in the kitchen?")]
     completions = engine.generate(prompts, max_tokens=6)
@@ -99,6 +128,7 @@ def test_unconstrained_generation_and_token_counts(engine):
     assert engine.count_tokens(prompts[1]) > engine.count_tokens(prompts[0])
 
 
+@pytest.mark.slow
 def test_over_long_prompt_is_reported_not_sent(engine):
     long_prompt = _user("the man cuts an onion " * 400)
     assert engine.count_tokens(long_prompt) > engine.max_context
@@ -107,6 +137,7 @@ def test_over_long_prompt_is_reported_not_sent(engine):
     assert done[1].error and done[1].error.startswith("context_overflow")
 
 
+@pytest.mark.slow
 def test_identity_records_model_revision_and_versions(engine, tiny_llm_dir):
     ident = engine.identity()
     assert ident["backend"] == "vllm" and ident["model_path"] == str(tiny_llm_dir.resolve())
@@ -115,6 +146,7 @@ def test_identity_records_model_revision_and_versions(engine, tiny_llm_dir):
     assert ident["vllm_version"]
 
 
+@pytest.mark.slow
 def test_answer_questions_end_to_end(engine):
     from videoqa.answer import answer_questions
 

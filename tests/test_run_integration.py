@@ -51,7 +51,8 @@ def common_args(dataset: Path, models, out: Path, run_id: str, *extra: str) -> l
     captioner, llm = models
     return ["run", "--dataset", "egoschema", "--data-root", str(dataset), "--captioner", str(captioner),
             "--llm", str(llm), "--output-dir", str(out), "--run-id", run_id, "--quiet",
-            "--set", "captioner.max_new_tokens=12", "--set", "answer.chunk_size=1", *extra]
+            "--set", "captioner.max_new_tokens=12", "--set", "answer.chunk_size=1",
+            "--set", "llm.engine_kwargs={enforce_eager: true}", *extra]
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -18,6 +18,15 @@ from videoqa.registry import CAPTIONERS
 PROMPT = "Describe this frame within 50 words"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are dominated by per-op overhead; one thread avoids spin-waiting on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def images(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
@@ -98,6 +107,12 @@ def test_specialist_checkpoint_runs_a_single_glance(tmp_path):
     assert result.refined == result.initial and result.steps == []
     with pytest.raises(UserError, match="single-pass"):
         generate_captions(model, processor, images(1), PROMPT, refine_steps=1)
+    # a `ser` captioner given a stage-1 checkpoint takes its single glance and says so
+    captioner = CAPTIONERS.get("ser")(CaptionerConfig(name="s", type="ser", model=str(path), max_new_tokens=5))
+    assert captioner.caption(images(2), PROMPT) == result.initial
+    assert captioner.identity()["type"] == "specialist" and captioner.identity()["refine_steps"] == 0
+    with pytest.raises(UserError, match="needs DeepLens"):
+        CAPTIONERS.get("ser")(CaptionerConfig(name="s", type="ser", model=str(path), options={"refine_steps": 1}))
 
 
 def test_adapter_through_the_captioner_interface(checkpoint, ser):

@@ -16,6 +16,15 @@ CAPTIONS = ["a cat sitting on a brown chair", "a man rides a red bike", "two dog
 PSEUDO_INITIAL = ["a dog sitting on a brown chair", "a woman rides a red bike", "two cats play"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are dominated by per-op overhead; one thread avoids spin-waiting on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def images(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]

@@ -42,10 +42,16 @@ class _Job:
     raw_prefix: str = ""  # earlier LLM output this answer builds on (the summary in "summarize" mode)
     answer: Answer | None = None  # set once the question is finished (possibly as a failure)
 
-    def finish(self, pred: int | None, raw: str, status: str, detail: str = "", prompt_tokens: int | None = None):
+    def finish(
+        self, pred: int | None, raw: str, status: str, detail: str = "", prompt_tokens: int | None = None,
+        choice_logprobs: dict[str, float] | None = None,
+    ):
         detail = "; ".join([*self.notes, detail] if detail else self.notes)
         raw = self.raw_prefix + raw
-        self.answer = Answer(self.question.qid, pred, raw, status=status, detail=detail, prompt_tokens=prompt_tokens)
+        self.answer = Answer(
+            self.question.qid, pred, raw, status=status, detail=detail, prompt_tokens=prompt_tokens,
+            choice_logprobs=choice_logprobs or {},
+        )
 
 
 def answer_questions(
@@ -129,7 +135,8 @@ def _answer_choice(backend: LLMBackend, jobs: list[_Job], messages: list[Message
         if pred is None:
             job.finish(None, done.text, "invalid", "not_an_option", done.prompt_tokens)
         else:
-            job.finish(pred, done.text, "ok", prompt_tokens=done.prompt_tokens)
+            job.finish(pred, done.text, "ok", prompt_tokens=done.prompt_tokens,
+                       choice_logprobs=getattr(done, "choice_logprobs", None))
 
 
 def _finish_free_text(job: _Job, done: Completion) -> None:
@@ -172,14 +179,14 @@ def _fit_transcripts(
         if config.context_policy == "error":
             job.finish(None, "", "invalid", overflow, n)
         elif config.context_policy == "subsample":
-            _subsample(backend, job, build, budget, overflow)
+            _subsample(backend, job, build, budget, overflow, n)
         else:
             too_long.append(job)
     if too_long:
         _condense(backend, too_long, build, budget, template, config)
 
 
-def _subsample(backend: LLMBackend, job: _Job, build, budget: int, overflow: str) -> None:
+def _subsample(backend: LLMBackend, job: _Job, build, budget: int, overflow: str, tokens: int) -> None:
     """Keep lines 0, 2, 4, ... (then 0, 4, 8, ...) until the prompt fits."""
     lines = job.transcript.splitlines()
     kept, stride = lines, 1
@@ -189,7 +196,9 @@ def _subsample(backend: LLMBackend, job: _Job, build, budget: int, overflow: str
             job.transcript = "\n".join(kept)
             job.notes.append(f"context_subsample: kept {len(kept)}/{len(lines)} lines (stride {stride})")
             return
-    job.finish(None, "", "invalid", f"{overflow} (even one transcript line is too long)")
+    empty_fits = backend.count_tokens(build("", job.question)) <= budget
+    why = "even one transcript line is too long" if empty_fits else "the prompt is too long even without a transcript"
+    job.finish(None, "", "invalid", f"{overflow} ({why})", tokens)
 
 
 def _condense(backend: LLMBackend, jobs: list[_Job], build, budget: int, template, config: AnswerConfig) -> None:

@@ -92,9 +92,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from videoqa import bench
+
+    return bench.run(args)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from videoqa import bench
+
+    bench.add_arguments(parser)
+
+
 COMMANDS = {
     "run": (cmd_run, add_run_arguments, "answer a dataset's questions: decode -> caption -> LLM -> score"),
     "compare": (cmd_compare, lambda p: add_run_arguments(p, compare=True), "compare captioners on one dataset with one LLM (accuracy/time tables)"),
+    "bench": (cmd_bench, add_bench_arguments, "measure speed ratios on this machine (MFU, batching, decode, end to end)"),
     "demo": (
         cmd_demo,
         lambda p: (p.add_argument("--output-dir"), p.add_argument("--quiet", action="store_true")),

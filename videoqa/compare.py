@@ -17,7 +17,7 @@ from videoqa.config import load_run_config
 from videoqa.errors import UserError
 from videoqa.outputs import environment, new_run_id, safe_name, write_json
 from videoqa.pipeline import (
-    LazyBackend, RunResult, _unique_videos, answer_stage, caption_videos, finish_run, prepare_run_dir,
+    LazyBackend, RunResult, _unique_videos, answer_stage, caption_videos, check_llm_available, finish_run, prepare_run_dir,
     select_questions, transcripts_for,
 )
 
@@ -57,6 +57,8 @@ def compare(
     videos = _unique_videos(questions)
     env = environment()
     prepared = [prepare_run_dir(c) for c in configs]
+    if any(q.qid not in done for _, _, done in prepared for q in questions):
+        check_llm_available(configs[0].llm)
     captioned = [caption_videos(config, videos, progress) for config, _, _ in prepared]  # one model at a time
 
     backend = LazyBackend(configs[0].llm)

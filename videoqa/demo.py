@@ -112,6 +112,7 @@ def run_demo(output_dir: str = "outputs", progress: bool = True) -> RunResult:
             "llm.name=tiny-qwen2",
             "captioner.max_new_tokens=24",
             "llm.cpu_kvcache_gib=1",
+            "llm.engine_kwargs={enforce_eager: true}",  # skip torch.compile warm-up for a 2-layer model
         ],
     )
     result = run(config, progress=progress)

@@ -9,13 +9,14 @@ class UserError(Exception):
 class MissingModelError(UserError):
     """Model weights are not on this machine; the message says how to get them."""
 
-    def __init__(self, what: str, ref: str):
-        hint = (
-            f"download it with `huggingface-cli download {ref}` (or `hf download {ref}`) "
-            f"or pass a local directory"
-            if "/" in ref and not ref.startswith(("/", ".", "~"))
-            else "pass an existing local model directory"
-        )
+    def __init__(self, what: str, ref: str, hint: str | None = None):
+        if hint is None:
+            hint = (
+                f"download it with `huggingface-cli download {ref}` (or `hf download {ref}`) "
+                f"or pass a local directory"
+                if "/" in ref and not ref.startswith(("/", ".", "~"))
+                else "pass an existing local model directory"
+            )
         super().__init__(f"{what} {ref!r} is not available on this machine: {hint}")
 
 

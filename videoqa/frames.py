@@ -15,16 +15,19 @@ ffmpeg stands in for decord (see `_Sampling.select_expr`).
 
 Decoding: decord first, frames resized at decode time (shorter side = `size`), only the sampled
 indices decoded, in units spread round-robin over `readers` threads that each own a VideoReader
-(decord releases the GIL; two readers on two cores beat ffmpeg's own frame-threaded decode).
-Rotation stored in the container (phones: a rotate tag or a display matrix) is applied so frames
-come out upright: decord 0.6.0 does it itself (transpose filters, width/height swapped for 90/270;
-we check the shape it returns), and on the ffmpeg path we read the angle from `ffmpeg -i`, decode
-with -noautorotate and turn the frames with numpy, so both paths scale the same pixels. ffmpeg (imageio-ffmpeg's binary driven by ffmpeg-python) takes over when decord cannot
-open a file, reports non-monotonic timestamps (it sorts frames by pts, which scrambles a file whose
-timestamps restart), or fails mid-video: then ffmpeg decodes the rest of the sampled frames. A
-stream that ends early (truncated file) yields the frames that could be decoded, the last chunk
-marked final. Nothing decodable raises VideoDecodeError(path, reason, message) with reason in
-missing | not_a_video | zero_frames | decode_error.
+(decord releases the GIL; two readers on two cores keep up with ffmpeg's frame-threaded decode).
+Container rotation (phones: a rotate tag or a display matrix) is applied so frames come out
+upright: decord 0.6.0 does it itself (transpose filters, width/height swapped for 90/270; we check
+the shape it returns); on the ffmpeg path we read the angle from `ffmpeg -i`, decode with
+-noautorotate and turn the frames with numpy.
+
+ffmpeg (imageio-ffmpeg's binary, command built by ffmpeg-python) takes over when decord cannot
+open a file (e.g. a truncated MP4 whose index is at the front), reports non-monotonic timestamps
+(decord sorts frames by pts, which interleaves the parts of a file whose clock restarts), or
+fails part-way: then ffmpeg decodes the remaining sampled frames. A stream that ends early yields
+the frames that could be decoded, the last chunk marked final (DecodeStats.truncated counts it).
+A video with no decodable frame raises VideoDecodeError(path, reason, message), reason one of
+missing | not_a_video | zero_frames | decode_error; stream_videos turns it into a VideoFailure.
 """
 from __future__ import annotations
 
@@ -111,7 +114,9 @@ def _centres(step: float, total: int) -> list[int]:
         k += 1
 
 
-def _sampling(total_frames: int, avg_fps: float, fps: float | None, num_frames: int | None, max_frames: int | None) -> _Sampling:
+def _sampling(
+    total_frames: int, avg_fps: float, fps: float | None, num_frames: int | None, max_frames: int | None
+) -> _Sampling:
     _check_sampling_args(fps, num_frames, max_frames)
     if total_frames < 0:
         raise ValueError(f"total_frames must be >= 0, got {total_frames}")
@@ -123,8 +128,8 @@ def _sampling(total_frames: int, avg_fps: float, fps: float | None, num_frames: 
         if not (avg_fps > 0 and math.isfinite(avg_fps)):
             raise ValueError(f"avg_fps must be a positive number to sample by fps, got {avg_fps}")
         step = avg_fps / fps
-    if max_frames is not None and total_frames / step > max_frames + 1:  # cheap pre-check, exact below
-        step = max(step, total_frames / max_frames)
+    if max_frames is not None and total_frames / step > max_frames + 1:
+        step = total_frames / max_frames  # surely over the cap: skip listing the uncapped indices
     indices = _centres(step, total_frames)
     if max_frames is not None and len(indices) > max_frames:
         step = total_frames / max_frames
@@ -182,7 +187,8 @@ class VideoInfo:
         return None
 
 
-_VIDEO_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)(.*)")
+_VIDEO_LINE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)(?!.*attached pic)(.*)")  # not cover art
+PROBE_TIMEOUT_S = 60.0
 _SIZE = re.compile(r"[ ,](\d{1,5})x(\d{1,5})[ ,\[]")
 _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
@@ -217,9 +223,14 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(path, "not_a_video", f"{path}: is a directory, not a video file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "not_a_video", f"{path}: empty file (0 bytes)")
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True, errors="replace"
-    )
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+            capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        message = f"{path}: ffmpeg could not read the header within {PROBE_TIMEOUT_S:.0f} s"
+        raise VideoDecodeError(path, "decode_error", message) from None
     err = proc.stderr
     if "Error opening input" in err:
         if "No such file" in err:
@@ -227,7 +238,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         if "moov atom not found" in err and _looks_like_mp4(path):  # index never written: recording cut off
             raise VideoDecodeError(path, "decode_error", f"{path}: truncated or corrupt MP4 (moov atom not found)")
         if "End of file" in err:  # a valid header and nothing after it
-            raise VideoDecodeError(path, "zero_frames", f"{path}: container has no frames (ended right after the header)")
+            raise VideoDecodeError(path, "zero_frames", f"{path}: no frames (the file ends right after the header)")
         if "Invalid data found" in err:
             raise VideoDecodeError(path, "not_a_video", f"{path}: not a video file (ffmpeg: invalid data)")
         raise VideoDecodeError(path, "decode_error", f"{path}: ffmpeg cannot open it: {_last_line(err)}")
@@ -247,11 +258,12 @@ def probe_video(path: str | Path) -> VideoInfo:
     degrees = 0.0
     if rotation:
         degrees = float(rotation.group(1)) if rotation.group(1) is not None else -float(rotation.group(2))
+    seconds = int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
     return VideoInfo(
         width=int(size.group(1)) if size else None,
         height=int(size.group(2)) if size else None,
         fps=float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else None,
-        duration=int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None,
+        duration=seconds,
         rotation=int(round(degrees / 90.0)) % 4 * 90,
         codec=match.group(1),
     )
@@ -303,7 +315,9 @@ class DecodeStats:
             if self._start is None:
                 self._start = time.perf_counter()
 
-    def _record(self, video_id: str, seconds: float, frames: int, decoders: set[str], truncated: bool, failed: bool) -> None:
+    def _record(
+        self, video_id: str, seconds: float, frames: int, decoders: set[str], truncated: bool, failed: bool
+    ) -> None:
         with self._lock:
             self.videos += 1
             self.failures += int(failed)
@@ -414,12 +428,13 @@ def _decord_units(
 ) -> Iterator[np.ndarray]:
     """Decode `units` (lists of sorted indices) in order, unit j on reader thread j % readers.
 
-    Each reader owns a VideoReader and runs at most 2 units ahead (bounded memory); a reader
-    error surfaces as _UnitFailed(j) at unit j. Closing the generator stops and joins the readers.
+    Each reader owns a VideoReader and holds at most one finished unit while decoding the next
+    (bounded memory); a reader error surfaces as _UnitFailed(j) at unit j. Closing the generator
+    stops and joins the readers.
     """
     readers = max(1, min(readers, len(units)))
     stop = threading.Event()
-    queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(readers)]
+    queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(readers)]
 
     def read(r: int) -> None:
         j = r
@@ -430,7 +445,7 @@ def _decord_units(
                     return
                 frames = vr.get_batch(units[j]).asnumpy()
                 if frames.shape != (len(units[j]), height, width, 3):  # e.g. rotation read differently
-                    raise RuntimeError(f"decord returned frames of shape {frames.shape[1:]}, expected {(height, width, 3)}")
+                    raise RuntimeError(f"decord gave frames of shape {frames.shape[1:]}, expected {(height, width, 3)}")
                 if not _put(queues[r], frames, stop):
                     return
         except BaseException as exc:  # handed to the consumer, which decides (ffmpeg takes over)
@@ -457,7 +472,21 @@ def _decord_units(
         _join(threads)  # a reader finishes its current get_batch (one unit) and exits
 
 
-def _ffmpeg_frames(path: Path, select: str, width: int, height: int, max_count: int, rotation: int, chunk: int) -> Iterator[np.ndarray]:
+def _read_into(pipe, array: np.ndarray) -> int:
+    """Fill `array` from the pipe; returns the bytes read (fewer only at the end of the stream)."""
+    view = memoryview(array).cast("B")
+    filled = 0
+    while filled < len(view):
+        n = pipe.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _ffmpeg_frames(
+    path: Path, select: str, width: int, height: int, max_count: int, rotation: int, chunk: int
+) -> Iterator[np.ndarray]:
     """Frames chosen by an ffmpeg `select` expression, decoded and scaled by ffmpeg, piped raw.
 
     width x height is the scaled size in the CODED orientation; frames are then turned upright.
@@ -479,14 +508,12 @@ def _ffmpeg_frames(path: Path, select: str, width: int, height: int, max_count: 
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
         try:
             while delivered < max_count:
-                n = min(chunk, max_count - delivered)
-                data = proc.stdout.read(n * frame_bytes)
-                got = len(data) // frame_bytes
+                frames = np.empty((min(chunk, max_count - delivered), height, width, 3), np.uint8)
+                got = _read_into(proc.stdout, frames) // frame_bytes
                 if got:
-                    frames = np.frombuffer(data, np.uint8, count=got * frame_bytes).reshape(got, height, width, 3)
                     delivered += got
-                    yield _rotate(frames, rotation)
-                if got < n:
+                    yield _rotate(frames[:got], rotation)
+                if got < len(frames):
                     eof = True
                     break
         finally:
@@ -524,20 +551,24 @@ def decode_frames(
     chunk_size: int = 64,
     video_id: str | None = None,
     readers: int | None = None,
-    num_threads: int = 2,
+    num_threads: int = 0,
     decoder: str = "auto",
     stats: DecodeStats | None = None,
 ) -> Iterator[FrameBatch]:
     """Decode the sampled frames of one video as FrameBatch chunks of `chunk_size` frames.
 
     Frames are RGB uint8 (N, H, W, 3), upright (container rotation applied), shorter side =
-    `size` (None = native). Timestamps are seconds from the first frame. Only the sampled frames
-    are decoded and only a few chunks are ever in memory. Every chunk holds exactly `chunk_size`
-    frames except the last, which has final=True. Raises VideoDecodeError when the video gives
-    no frame at all; a stream that breaks part-way yields the frames before the break.
-    readers: decord reader threads for this video (None: 2 from 600 frames on, else 1);
-    num_threads: decoder threads per reader; decoder: "auto" (decord, ffmpeg as fallback) or
-    "ffmpeg" (ffmpeg only). Arguments are checked here; decoding starts at the first next().
+    `size` (None = native; mind the memory: a 64-frame 1080p chunk is 400 MB). Timestamps are
+    seconds from the first frame. Only the sampled frames are decoded and only a few chunks are
+    ever in memory. Every chunk holds exactly `chunk_size` frames except the last, which has
+    final=True. Raises VideoDecodeError when the video gives no frame at all; a stream that breaks
+    part-way yields the frames before the break.
+
+    readers: decord reader threads for this video (None: 2 from 600 frames on, else 1).
+    num_threads: decoder threads per reader (0: ffmpeg's choice).
+    decoder: "auto" (decord, ffmpeg as fallback) or "ffmpeg" (ffmpeg only).
+    stats: accumulates decode time and counts (see DecodeStats).
+    Arguments are checked here; decoding starts at the first next().
     """
     _check_sampling_args(fps, num_frames, max_frames)
     if chunk_size < 1:
@@ -580,7 +611,7 @@ def _timed(request: _Request, stats: DecodeStats | None) -> Iterator[FrameBatch]
     """Run the decoder, clocking only the time spent producing frames (not the consumer's)."""
     if stats is not None:
         stats._begin()
-    seconds, frames, decoders, failed = 0.0, 0, set(), True
+    seconds, frames, decoders, failed = 0.0, 0, set(), False
     outcome = _Outcome()
     gen = _decode(request, outcome)
     try:
@@ -589,13 +620,15 @@ def _timed(request: _Request, stats: DecodeStats | None) -> Iterator[FrameBatch]
             try:
                 batch = next(gen)
             except StopIteration:
-                failed = False
                 return
             finally:
                 seconds += time.perf_counter() - t0
             frames += len(batch.images)
             decoders.add(batch.decoder)
             yield batch
+    except Exception:  # not GeneratorExit: a consumer that stops early is no failure
+        failed = True
+        raise
     finally:
         gen.close()
         if stats is not None:
@@ -617,42 +650,51 @@ def _decode(request: _Request, outcome: _Outcome) -> Iterator[FrameBatch]:
             vr = _open_decord(path, *upright, request.num_threads)
             total = len(vr)
             pts = np.asarray(vr.get_frame_timestamp(list(range(total))), dtype=np.float64) if total else None
-            fps = vr.get_avg_fps()
+            decord_fps = vr.get_avg_fps()
         except Exception as exc:  # DECORDError, RuntimeError: ffmpeg gets its chance below
             why_not_decord = f"decord cannot read it ({_last_line(str(exc))[:200]})"
         else:
-            fps = fps if fps > 0 and math.isfinite(fps) else avg_fps
+            decord_fps = decord_fps if decord_fps > 0 and math.isfinite(decord_fps) else avg_fps
             if total == 0:
                 why_not_decord = "decord finds no frames"
-            elif fps <= 0 or not np.all(np.isfinite(pts)):
+            elif decord_fps <= 0 or not np.all(np.isfinite(pts)):
                 why_not_decord = "decord finds no usable frame rate or timestamps"
             elif not np.all(np.diff(pts[:, 0]) > 0):
                 # decord sorts frames by pts, so a clock that restarts would interleave two parts
                 why_not_decord = "its timestamps are not monotonic"
-                total_frames, avg_fps = total, fps
+                total_frames, avg_fps = total, decord_fps
             else:
-                yield from _decode_decord_first(request, outcome, info, vr, pts, fps, upright)
+                yield from _decode_decord_first(request, outcome, info, vr, pts, decord_fps, upright)
                 return
             del vr
 
     if total_frames <= 0 or avg_fps <= 0:
-        raise VideoDecodeError(path, "zero_frames", f"{path}: no frames to decode ({why_not_decord}; the header gives no duration/fps)")
+        message = f"{path}: no frames to decode ({why_not_decord}; the header gives no duration/fps)"
+        raise VideoDecodeError(path, "zero_frames", message)
     log.info("%s: decoding with ffmpeg: %s", path, why_not_decord)
     # ffmpeg decodes in stream order; timestamps come from the nominal frame rate
     plan = request.plan(total_frames, avg_fps)
     timestamps = [round(i / avg_fps, 4) for i in plan.indices]
     duration = max(info.duration or 0.0, total_frames / avg_fps)  # a restarting clock fools the header
     chunker = _Chunker(request.video_id, request.chunk_size, len(plan.indices), timestamps, duration)
-    for frames in _ffmpeg_frames(path, plan.select_expr(), *coded, len(plan.indices), info.rotation, request.chunk_size):
+    selected = _ffmpeg_frames(path, plan.select_expr(), *coded, len(plan.indices), info.rotation, request.chunk_size)
+    for frames in selected:
         yield from chunker.add(frames, "ffmpeg")
     if chunker.received == 0:
-        raise VideoDecodeError(path, "zero_frames", f"{path}: the video stream has no decodable frames ({why_not_decord})")
+        message = f"{path}: the video stream has no decodable frames ({why_not_decord})"
+        raise VideoDecodeError(path, "zero_frames", message)
     outcome.truncated = chunker.received < chunker.expected
     yield from chunker.finish()
 
 
 def _decode_decord_first(
-    request: _Request, outcome: _Outcome, info: VideoInfo, vr: decord.VideoReader, pts: np.ndarray, avg_fps: float, upright: tuple[int, int]
+    request: _Request,
+    outcome: _Outcome,
+    info: VideoInfo,
+    vr: decord.VideoReader,
+    pts: np.ndarray,
+    avg_fps: float,
+    upright: tuple[int, int],
 ) -> Iterator[FrameBatch]:
     """decord decodes the sampled frames; if it fails part-way, ffmpeg decodes the rest."""
     path, total, starts = request.path, len(pts), pts[:, 0]
@@ -669,7 +711,8 @@ def _decode_decord_first(
         return
     except _UnitFailed as failure:
         first = units[failure.unit][0]
-        log.warning("%s: decord failed at frame %d (%s); ffmpeg decodes the rest", path, first, _last_line(str(failure.cause)))
+        cause = _last_line(str(failure.cause))
+        log.warning("%s: decord failed at frame %d (%s); ffmpeg decodes the rest", path, first, cause)
     # units arrive whole and in order: everything before the failed unit has been received
     coded = upright[::-1] if info.rotation in (90, 270) else upright
     remaining = len(plan.indices) - chunker.received
@@ -716,13 +759,18 @@ def stream_videos(
     (break, .close(), garbage collection) stops the workers and joins them.
     """
     _check_sampling_args(fps, num_frames, max_frames)
-    if workers < 1 or queue_size < 1:
-        raise ValueError(f"workers and queue_size must be >= 1, got {workers} and {queue_size}")
-    return _stream(iter(items), dict(fps=fps, num_frames=num_frames, max_frames=max_frames, size=size,
-                                     chunk_size=chunk_size, readers=readers, stats=stats), workers, queue_size)
+    for name, value in (("workers", workers), ("queue_size", queue_size), ("chunk_size", chunk_size), ("size", size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    options = dict(
+        fps=fps, num_frames=num_frames, max_frames=max_frames, size=size, chunk_size=chunk_size, readers=readers, stats=stats
+    )
+    return _stream(iter(items), options, workers, queue_size)
 
 
-def _stream(source: Iterator[tuple[str, str | Path]], options: dict, workers: int, queue_size: int) -> Iterator[FrameBatch | VideoFailure]:
+def _stream(
+    source: Iterator[tuple[str, str | Path]], options: dict, workers: int, queue_size: int
+) -> Iterator[FrameBatch | VideoFailure]:
     out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
     source_lock = threading.Lock()
@@ -748,7 +796,8 @@ def _stream(source: Iterator[tuple[str, str | Path]], options: dict, workers: in
                 except Exception as exc:  # a bug or an odd file: report it against this video, keep going
                     log.exception("%s: unexpected error while decoding", path)
                     message = f"{path}: unexpected {type(exc).__name__}: {_last_line(str(exc))}"
-                    _put(out, VideoFailure(video_id=video_id, path=str(path), reason="decode_error", message=message), stop)
+                    failure = VideoFailure(video_id=video_id, path=str(path), reason="decode_error", message=message)
+                    _put(out, failure, stop)
                 finally:
                     batches.close()
         except BaseException as exc:  # e.g. the items iterable raised: the consumer re-raises it

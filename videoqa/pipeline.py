@@ -89,7 +89,10 @@ def load_predictions(path: Path) -> dict[str, Answer]:
     for line in path.read_text().splitlines():
         try:
             r = json.loads(line)
-            done[r["qid"]] = Answer(r["qid"], r["pred"], r["raw"], r["status"], r.get("detail", ""), r.get("prompt_tokens"))
+            done[r["qid"]] = Answer(
+                r["qid"], r["pred"], r["raw"], r["status"], r.get("detail", ""), r.get("prompt_tokens"),
+                r.get("choice_logprobs") or {},
+            )
         except (ValueError, KeyError, TypeError):
             continue
     return done
@@ -109,6 +112,7 @@ def _prediction_record(q: Question, a: Answer) -> dict:
         "detail": a.detail,
         "raw": a.raw,
         "prompt_tokens": a.prompt_tokens,
+        "choice_logprobs": a.choice_logprobs,
     }
 
 
@@ -144,7 +148,7 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
     cache = CaptionCache(Path(config.output_dir) / "cache" / "captions", sampling, identity)
     captions: dict[str, VideoCaptions] = {}
     for video_id, path in videos:
-        cached = cache.get(path)
+        cached = captioner.precomputed(video_id) or cache.get(path)
         if cached is not None:
             captions[video_id] = VideoCaptions(video_id, cached.captions, cached.duration, cached.caption_s)
     todo = [(vid, path) for vid, path in videos if vid not in captions]
@@ -204,7 +208,7 @@ def answer_stage(
     started = time.perf_counter()
     for i in range(0, len(todo), config.answer.chunk_size):
         chunk = todo[i : i + config.answer.chunk_size]
-        new = answer_questions(backend, chunk, transcripts, config.answer, progress=progress)
+        new = answer_questions(backend, chunk, transcripts, config.answer, progress=progress, batch_size=len(chunk))
         _append_durably(run_dir / "predictions.jsonl", [_prediction_record(q, a) for q, a in zip(chunk, new)])
         answers.update((a.qid, a) for a in new)
     return [answers[q.qid] for q in questions], time.perf_counter() - started
@@ -218,7 +222,7 @@ def finish_run(
     video_of = {q.qid: q.video_id for q in questions}
     for a in answers:  # say why a question had no transcript
         failure = failures.get(video_of[a.qid])
-        if a.status == "video_failed" and failure is not None and not a.detail:
+        if a.status == "video_failed" and failure is not None:
             a.detail = f"{failure.reason}: {failure.message}"
     timing = captioned.timing | {
         "answer_s": answer_s,
@@ -289,9 +293,18 @@ class LazyBackend:
             self._backend.close()
 
 
+def check_llm_available(config) -> None:
+    """Fail in a second, not after hours of captioning, when the LLM's weights are absent."""
+    check = getattr(LLM_BACKENDS.get(config.backend), "check_available", None)
+    if check is not None:
+        check(config)
+
+
 def run(config: RunConfig, progress: bool = True) -> RunResult:
     questions = select_questions(config)
     config, run_dir, done = prepare_run_dir(config)
+    if any(q.qid not in done for q in questions):
+        check_llm_available(config.llm)
     env = environment()
     captioned = caption_videos(config, _unique_videos(questions), progress)
     backend = LazyBackend(config.llm)

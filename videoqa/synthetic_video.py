@@ -31,7 +31,8 @@ def ffmpeg_exe() -> str:
 
 def _run(stream) -> None:
     """Run an ffmpeg-python graph quietly; a failure raises with ffmpeg's own error text."""
-    args = stream.overwrite_output().global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+    stream = stream.overwrite_output().global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+    args = stream.compile(cmd=ffmpeg_exe())
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
@@ -41,6 +42,8 @@ def _encode_args(codec: str, preset: str, gop: int | None) -> dict[str, object]:
     args: dict[str, object] = {"vcodec": codec, "pix_fmt": "yuv420p"}
     if codec in ("libx264", "libx265"):
         args["preset"] = preset
+    elif codec == "libsvtav1":  # AV1, which decord's bundled ffmpeg cannot decode
+        args["preset"] = 12
     elif codec == "libvpx-vp9":
         args.update({"deadline": "realtime", "cpu-used": 8, "b:v": "1M"})
     elif codec == "mpeg4":
@@ -53,7 +56,8 @@ def _encode_args(codec: str, preset: str, gop: int | None) -> dict[str, object]:
 @functools.lru_cache(maxsize=1)
 def drawtext_available() -> bool:
     """True when this ffmpeg build has drawtext and can find a font (fontconfig)."""
-    probe = ffmpeg.input("color=c=black:size=64x64:rate=1:duration=1", f="lavfi").drawtext(text="x").output("-", f="null")
+    probe = ffmpeg.input("color=c=black:size=64x64:rate=1:duration=1", f="lavfi").drawtext(text="x")
+    probe = probe.output("-", f="null")
     try:
         _run(probe)
     except RuntimeError:
@@ -198,14 +202,21 @@ def make_zero_frames(dst: str | Path) -> Path:
     return dst
 
 
-def make_audio_only(dst: str | Path, seconds: float = 1.0) -> Path:
-    """A sine tone with no video stream (e.g. .m4a)."""
+def make_audio_only(dst: str | Path, seconds: float = 1.0, cover_art: bool = False) -> Path:
+    """A sine tone with no video stream (.m4a); cover_art adds a picture stream as music files do (.mp3)."""
     dst = Path(dst)
-    _run(ffmpeg.input(f"sine=frequency=440:duration={seconds}", f="lavfi").output(str(dst)))
+    tone = ffmpeg.input(f"sine=frequency=440:duration={seconds}", f="lavfi")
+    if not cover_art:
+        _run(tone.output(str(dst)))
+        return dst
+    picture = ffmpeg.input("color=c=red:size=64x64:duration=1", f="lavfi")
+    _run(ffmpeg.output(tone, picture, str(dst), **{"c:v": "png", "frames:v": 1, "disposition:v": "attached_pic"}))
     return dst
 
 
-def make_timestamp_jump(dst: str | Path, colors: Sequence[str] = ("red", "blue"), *, seconds_each: float = 2.0, fps: int = 30) -> Path:
+def make_timestamp_jump(
+    dst: str | Path, colors: Sequence[str] = ("red", "blue"), *, seconds_each: float = 2.0, fps: int = 30
+) -> Path:
     """MPEG-TS clips concatenated byte-wise: timestamps restart at every join (non-monotonic).
 
     This is what naive recorders and `cat a.ts b.ts` produce; players go by stream order.

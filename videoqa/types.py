@@ -70,6 +70,7 @@ class Answer:
     status: str = "ok"  # ok | invalid | video_failed | llm_failed
     detail: str = ""  # reason for a non-ok status, or the context policy that was applied
     prompt_tokens: int | None = None
+    choice_logprobs: dict[str, float] = field(default_factory=dict)  # letter -> log-prob, when the backend gives them
 
 
 @dataclass

@@ -6,6 +6,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from videoqa.types import VideoCaptions
+
 
 class Captioner(ABC):
     """Describes frames. Implementations batch internally up to `batch_size`."""
@@ -25,3 +27,8 @@ class Captioner(ABC):
     @abstractmethod
     def num_parameters(self) -> int:
         """Parameter count, for the comparison tables."""
+
+    def precomputed(self, video_id: str) -> VideoCaptions | None:
+        """Captions that exist without looking at frames (e.g. imported caption files).
+        The caption stage then skips decoding for that video. Frame captioners return None."""
+        return None

@@ -1,5 +1,7 @@
 """SeR captioners for the pipeline: `ser` (one more glance with DeepLens) and `specialist`
-(first glance only), both read a checkpoint directory written by `captioner train`.
+(first glance only), both read a checkpoint directory written by `captioner train`. A `ser`
+captioner given a stage-1 checkpoint (no DeepLens) runs its single glance and reports itself as
+a specialist in `identity()`.
 
 Options (`captioner.options` in the YAML):
     refine_steps: refinement passes after the first glance (ser only; default: the checkpoint's, 1).
@@ -77,13 +79,9 @@ class SeRCaptioner(Captioner):
 
     def _refine_steps(self, requested: Any) -> int:
         if requested is None:
-            if self.model.deeplens is None:
-                raise UserError(
-                    f"{self.model_dir}: this checkpoint is a single-pass specialist (no DeepLens); "
-                    "use the `specialist` captioner type or a stage-2 checkpoint"
-                )
-            return self.model.config.refine_steps
-        if not isinstance(requested, int) or requested < 0:
+            # a stage-1 checkpoint (no DeepLens) can only take the first glance; identity() says so
+            return self.model.config.refine_steps if self.model.deeplens is not None else 0
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
             raise UserError(f"captioner {self.config.name!r}: options.refine_steps must be an integer >= 0")
         if requested > 0 and self.model.deeplens is None:
             raise UserError(f"{self.model_dir}: refine_steps={requested} needs DeepLens, but this checkpoint has none")
@@ -104,7 +102,7 @@ class SeRCaptioner(Captioner):
         if self._fingerprint is None:  # hashing ~2 GB of fp32 weights takes seconds: do it once
             self._fingerprint = weights_fingerprint(Path(self.model_dir))
         return {
-            "type": self.kind,
+            "type": "ser" if self.refine_steps > 0 else "specialist",  # what actually runs
             "model": str(Path(self.model_dir).resolve()),
             "revision": self.config.revision,
             "weights_sha256": self._fingerprint,
@@ -117,7 +115,9 @@ class SeRCaptioner(Captioner):
         }
 
     def num_parameters(self) -> int:
-        return self.model.num_parameters()
+        """Parameters this captioner runs: without refinement DeepLens (if present) is unused."""
+        unused = self.model.deeplens if self.refine_steps == 0 else None
+        return self.model.num_parameters() - (0 if unused is None else sum(p.numel() for p in unused.parameters()))
 
 
 @CAPTIONERS.register("specialist")
@@ -130,8 +130,3 @@ class SpecialistCaptioner(SeRCaptioner):
         if requested not in (None, 0):
             raise UserError(f"captioner {self.config.name!r}: the specialist does not refine (refine_steps must be 0)")
         return 0
-
-    def num_parameters(self) -> int:
-        """Parameters this captioner runs: a stage-2 checkpoint used as a specialist skips DeepLens."""
-        unused = 0 if self.model.deeplens is None else sum(p.numel() for p in self.model.deeplens.parameters())
-        return self.model.num_parameters() - unused

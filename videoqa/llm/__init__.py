@@ -44,18 +44,20 @@ def looks_like_hf_id(ref: str) -> bool:
     return ref.count("/") == 1 and not ref.startswith(("/", ".", "~")) and not Path(ref).exists()
 
 
-def resolve_model(ref: str, revision: str | None = None, what: str = "LLM") -> ResolvedModel:
+def resolve_model(
+    ref: str, revision: str | None = None, what: str = "LLM", cache_dir: str | Path | None = None
+) -> ResolvedModel:
     """Find `ref` on this machine without touching the network, or raise MissingModelError.
 
     An HF id must already be in the local Hugging Face cache (we never download); a directory
-    must exist and contain a config.json and weights.
+    must exist and contain a config.json and weights. `cache_dir` overrides the HF cache location.
     """
     if looks_like_hf_id(ref):
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
-            snapshot = Path(snapshot_download(ref, revision=revision, local_files_only=True))
+            snapshot = Path(snapshot_download(ref, revision=revision, cache_dir=cache_dir, local_files_only=True))
         except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
             raise MissingModelError(what, ref) from None
         if not _has_model_files(snapshot):

@@ -17,6 +17,11 @@ from videoqa.registry import LLM_BACKENDS
 
 @LLM_BACKENDS.register("transformers")
 class TransformersBackend(LLMBackend):
+    @classmethod
+    def check_available(cls, config: LLMConfig) -> None:
+        """Raise MissingModelError now if the weights are not on this machine (no engine start)."""
+        resolve_model(config.model, config.revision)
+
     def __init__(self, config: LLMConfig):
         self.config = config
         self.resolved = resolve_model(config.model, config.revision)

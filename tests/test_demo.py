@@ -1,0 +1,25 @@
+"""The README's first command: `videoqa demo` completes offline and prints the table."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_every_stage_and_says_accuracy_is_chance(tmp_path):
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    out = subprocess.run([sys.executable, "-m", "videoqa.cli", "demo", "--output-dir", str(tmp_path), "--quiet"],
+                         capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "| egoschema" in out.stdout and "tiny-ser" in out.stdout
+    assert "chance level" in out.stdout
+    assert (tmp_path / "demo" / "models" / "captioner" / "config.json").is_file()
+    assert (tmp_path / "demo" / "models" / "llm" / "config.json").is_file()
+    run_dir = next((tmp_path / "egoschema").glob("tiny-ser__tiny-qwen2/*"))
+    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    questions = json.loads((tmp_path / "demo" / "data" / "egoschema" / "questions.json").read_text())
+    assert len(predictions) == len(questions) >= 3
+    assert all(p["status"] == "ok" and p["pred"] in range(5) for p in predictions)
