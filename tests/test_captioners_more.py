@@ -3,6 +3,7 @@ loaded through the registry) and caption files imported with `precomputed`."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -187,6 +188,7 @@ def test_one_caption_per_frame_batch_invariant_and_image_dependent(kind, request
     assert captioner.config.batch_size < len(frames)  # several generate() batches
     captions = captioner.caption(frames, PROMPT)
     assert len(captions) == len(frames) and all(isinstance(c, str) for c in captions)
+    assert not any(PROMPT in c for c in captions)  # only the new tokens, not the echoed prompt
     # greedy decoding: a frame's caption does not depend on which frames share its batch
     assert [captioner.caption([frame], PROMPT)[0] for frame in frames] == captions
     # the caption comes from the image (random weights, but different pictures -> different text)
@@ -263,8 +265,7 @@ def test_bad_options_fail_before_loading(tmp_path):
 
 
 @pytest.mark.parametrize(("kind", "hf_id"), [("llava-1.5", "llava-hf/llava-1.5-7b-hf"), ("blip2", "Salesforce/blip2-opt-2.7b")])
-def test_missing_model_is_a_one_line_error(kind, hf_id, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_missing_model_is_a_one_line_error(kind, hf_id, tmp_path):
     with pytest.raises(MissingModelError) as err:
         CAPTIONERS.get(kind)(captioner_config(kind, "videoqa-tests/no-such-captioner"))
     assert "\n" not in str(err.value) and "huggingface-cli download videoqa-tests/no-such-captioner" in str(err.value)
@@ -315,12 +316,13 @@ def write(path: Path, data) -> Path:
 
 
 def test_llovi_plain_lists(tmp_path):
-    file = write(tmp_path / "lavila.json", {"v1": ["#C C opens a door", "#C C walks in"], "v2": []})
+    file = write(tmp_path / "lavila.json", {"v1": ["#C C opens a door", "#C C walks in"], "v2": [], "v3": "C cooks."})
     captioner = precomputed(file)
     v1 = captioner.precomputed("v1")
     assert v1.captions == [Caption(0.0, "#C C opens a door"), Caption(1.0, "#C C walks in")]
     assert (v1.video_id, v1.duration, v1.caption_s) == ("v1", 2.0, 0.0)
     assert captioner.precomputed("v2").captions == []
+    assert captioner.precomputed("v3").captions == [Caption(0.0, "C cooks.")]  # a summary: one text per video
     # timestamps follow seconds_per_caption
     spaced = precomputed(file, seconds_per_caption=4).precomputed("v1")
     assert [c.t for c in spaced.captions] == [0.0, 4.0] and spaced.duration == 8.0
@@ -383,7 +385,7 @@ def test_identity_and_parameters_of_an_imported_file(tmp_path):
     [
         ("broken.json", '{"v1": ["a",', "(top level)"),
         ("list.json", '[["a"]]', "(top level)"),
-        ("notlist.json", '{"v1": "a caption"}', "v1"),
+        ("notlist.json", '{"v1": {"caption": "a"}}', "v1"),
         ("mixed.json", '{"v1": ["a", {"t": 1, "text": "b"}]}', "v1[0]"),
         ("notext.json", '{"v1": [{"t": 1, "words": "b"}]}', "v1[0].caption"),
         ("notime.json", '{"v1": [{"caption": "b"}]}', "v1[0].t"),
@@ -445,3 +447,38 @@ def test_caption_stage_reads_the_file_instead_of_decoding(tmp_path):
     assert result.failures == {} and result.parameters == 42
     assert result.identity["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
     assert result.timing["frames_captioned"] == 0
+
+
+# ---------------------------------------------------------------------------- LLaVA-1.5 on vLLM
+
+
+def test_vllm_llava_missing_model_and_options_fail_before_any_engine(tmp_path):
+    import videoqa.captioners.vllm_llava  # noqa: F401  (registers "llava-1.5-vllm")
+
+    factory = CAPTIONERS.get("llava-1.5-vllm")
+    with pytest.raises(MissingModelError) as err:
+        factory(captioner_config("llava-1.5-vllm", "videoqa-tests/no-such-captioner"))
+    assert "\n" not in str(err.value) and "huggingface-cli download" in str(err.value)
+    with pytest.raises(UserError, match="unknown options"):
+        factory(captioner_config("llava-1.5-vllm", tmp_path, options={"tensor_parallel": 2}))
+    with pytest.raises(UserError, match="must be a string containing '<image>'"):
+        factory(captioner_config("llava-1.5-vllm", tmp_path, options={"prompt_template": "{prompt}"}))
+    data, _ = _component("captioners", "llava-1.5-vllm")
+    assert (data["type"], data["model"], data["prompt"]) == ("llava-1.5-vllm", "llava-hf/llava-1.5-7b-hf", PROMPT)
+
+
+def test_vllm_llava_counts_parameters_from_safetensors_headers(llava, llava_dir):
+    from videoqa.captioners.vllm_llava import count_parameters
+
+    assert count_parameters(llava_dir) == llava.num_parameters()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
+def test_vllm_llava_without_torchvision_is_a_one_line_refusal(llava_dir):
+    """vLLM 0.32's LLaVA module needs torchvision (via transformers' Pixtral processor); without
+    it the captioner refuses before starting an engine, instead of a pydantic traceback."""
+    import videoqa.captioners.vllm_llava  # noqa: F401
+
+    with pytest.raises(UserError, match="vLLM's LLaVA support cannot be loaded here.*use captioner type 'llava-1.5'") as err:
+        CAPTIONERS.get("llava-1.5-vllm")(captioner_config("llava-1.5-vllm", llava_dir))
+    assert "\n" not in str(err.value)

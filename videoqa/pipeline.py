@@ -27,7 +27,7 @@ from videoqa.captioning import CaptionStats, caption_stream
 from videoqa.config import RunConfig, dump_config
 from videoqa.datasets import load_questions
 from videoqa.errors import UserError
-from videoqa.frames import stream_videos
+from videoqa.frames import DecodeStats, stream_videos
 from videoqa.llm.base import LLMBackend
 from videoqa.outputs import environment, new_run_id, safe_name, to_jsonable, write_json, write_jsonl
 from videoqa.registry import CAPTIONERS, LLM_BACKENDS
@@ -156,6 +156,7 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
 
     failures: dict[str, VideoFailure] = {}
     stats = CaptionStats()
+    decode_stats = DecodeStats()
     started = time.perf_counter()
     if todo:
         with tqdm(desc="decode", unit="frame", disable=not progress) as decode_bar, tqdm(
@@ -168,6 +169,7 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
                 max_frames=config.frames.max_frames,
                 size=captioner.image_size,
                 workers=config.frames.workers,
+                stats=decode_stats,
             )
             for out in caption_stream(
                 _count_decoded(frames, decode_bar), captioner, config.captioner.prompt,
@@ -189,6 +191,10 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
         "caption_s": sum(vc.caption_s for vc in captions.values()),
         "caption_s_this_run": stats.caption_s,
         "decode_s": stats.wait_s,  # time captioning waited for frames (decoding overlaps captioning)
+        "decode_worker_s": decode_stats.seconds,  # decoding time summed over videos
+        "decode_wall_s": decode_stats.wall_seconds,
+        "decode_fallbacks": decode_stats.fallbacks,  # videos (partly) decoded by ffmpeg
+        "decode_truncated": decode_stats.truncated,  # videos that ended early (frames kept)
         "frames_captioned": stats.frames,
         "caption_batches": stats.batches,
         "videos_from_cache": len(videos) - len(todo),

@@ -94,7 +94,10 @@ class TransformersCaptioner(Captioner):
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         model_class = getattr(transformers, self.model_class)
-        self.model = model_class.from_pretrained(str(self.resolved.path), dtype=self.dtype).to(self.device).eval()
+        # straight onto the device: a 7B checkpoint is not staged in CPU memory first
+        self.model = model_class.from_pretrained(
+            str(self.resolved.path), dtype=self.dtype, device_map=str(self.device)
+        ).eval()
         # the PIL backend everywhere: the "fast" torchvision one resizes slightly differently
         self.processor = transformers.AutoProcessor.from_pretrained(str(self.resolved.path), backend="pil")
         tokenizer = self.processor.tokenizer
@@ -144,7 +147,7 @@ class TransformersCaptioner(Captioner):
         # a decoder-only LM returns the prompt before the new tokens; an encoder-decoder only new ones
         echoed = 0 if self.model.config.get_text_config().is_encoder_decoder else inputs["input_ids"].shape[1]
         new_tokens = output[:, echoed:]
-        return [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [caption.strip() for caption in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -182,8 +185,8 @@ class LlavaCaptioner(TransformersCaptioner):
     def _check_processor(self) -> None:
         processor, config = self.processor, self.model.config
         if processor.patch_size is None:
-            # processors saved before transformers expanded <image> itself: take the numbers from
-            # the model (CLIP adds one CLS token that the "default" strategy drops again)
+            # processors saved while the model (not the processor) expanded <image> lack the
+            # numbers: take them from the model (CLIP adds one CLS token, "default" drops it again)
             processor.patch_size = config.vision_config.patch_size
             processor.vision_feature_select_strategy = config.vision_feature_select_strategy
             processor.num_additional_image_tokens = 1

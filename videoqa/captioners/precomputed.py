@@ -3,6 +3,8 @@
 `model:` is the caption file. Accepted layouts (video ids are strings; numbers are converted):
 
     JSON   {"<video_id>": ["caption", "caption", ...], ...}          LLoVi's per-video lists
+    JSON   {"<video_id>": "text", ...}                               one text per video (LLoVi's
+           summaries): read as a one-caption list
     JSON   {"<video_id>": [{"t": 0.0, "caption": "..."}, ...], ...}  timed entries: the time key
            is "t" or "start" (seconds), the text key "caption" or "text"; an optional "end"
     JSONL  {"video_id": "...", "captions": [<either list above>], "duration": 180.0}  per line
@@ -150,8 +152,10 @@ def _pick(entry: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, An
 
 def _parse_entries(path: Path, key: str, entries: Any, seconds_per_caption: float) -> tuple[list[Caption], float]:
     """A video's captions in time order, and the end of the last one (seconds)."""
+    if isinstance(entries, str):  # LLoVi's summary files: one text for the whole video
+        entries = [entries]
     if not isinstance(entries, list):
-        raise AnnotationError(path, key, f"a list of captions, got {type(entries).__name__}")
+        raise AnnotationError(path, key, f"a list of captions (or one string), got {type(entries).__name__}")
     if all(isinstance(entry, str) for entry in entries):
         return [Caption(t=i * seconds_per_caption, text=entry) for i, entry in enumerate(entries)], len(entries) * seconds_per_caption
     captions, end_of_last = [], 0.0
