@@ -6,9 +6,18 @@ Per batch of images:
     3. one more glance (x refine_steps): DeepLens(buffer, previous caption) tokens + instruction +
        previous caption -> refined caption
 Prompts are left-padded so each caption is what the image would get alone (batch invariance).
+
+Speed: the ViT stops at the deepest layer a glance reads (the last layer of ViT-L is never run,
+see `SeRVisionTower`); generation keeps a KV cache and runs under `torch.inference_mode`; the
+default dtype is bf16 where the hardware multiplies bf16 natively (GPUs, AVX512-BF16/AMX CPUs) and
+fp32 elsewhere (`resolve_dtype`); an out-of-memory error halves the batch and retries
+(`generate_captions`). `videoqa bench` measures all of this (docs/performance.md).
 """
 from __future__ import annotations
 
+import gc
+import logging
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +27,8 @@ import torch
 from captioner.modeling_ser import SeRForCaptioning, VisionBuffer
 from captioner.processing_ser import SeRProcessor
 from videoqa.errors import MissingModelError, UserError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,14 +47,25 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates
+    bf16 and it is several times slower than fp32 (measured by `videoqa bench`: ~4x on AVX2)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: trust torch's own check
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
-    """auto: bf16 on GPUs that support it, else fp16 on GPU; fp32 on CPU (no fast half matmuls)."""
+    """auto: bf16 on GPUs that support it, else fp16 on GPU; on CPU bf16 only where the CPU has
+    bf16 instructions, else fp32 (the faster one there)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         if torch.device(device).type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
     if dtype not in names:
@@ -87,11 +109,15 @@ def first_glance(
     buffer: VisionBuffer,
     prompt: str,
     max_new_tokens: int = 60,
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
-    """Initial caption ids (EOS and specials removed) for every image in the buffer."""
+    """Initial caption ids (EOS and specials removed) for every image in the buffer.
+
+    min_new_tokens > 0 forbids EOS before that many tokens (benchmarks fix the caption length)."""
     inputs = processor.generation_inputs(buffer.batch_size, prompt)
     visual = model.first_glance_tokens(buffer)
-    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens)
+    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens,
+                             **_min_tokens(min_new_tokens))
     return [processor.clean_generated(row) for row in ids]
 
 
@@ -103,12 +129,44 @@ def refine_once(
     prompt: str,
     caption_ids: Sequence[Sequence[int]],
     max_new_tokens: int = 60,
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
     """One more glance: refined caption ids from the buffered ViT features and the previous captions."""
     inputs = processor.generation_inputs(buffer.batch_size, prompt, caption_ids)
     visual = model.refine_tokens(buffer, inputs["initial_caption_ids"], inputs["initial_caption_mask"])
-    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens)
+    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens,
+                             **_min_tokens(min_new_tokens))
     return [processor.clean_generated(row) for row in ids]
+
+
+def _min_tokens(min_new_tokens: int) -> dict[str, int]:
+    return {"min_new_tokens": min_new_tokens} if min_new_tokens > 0 else {}
+
+
+# ---------------------------------------------------------------------------- out-of-memory backoff
+
+# the batch size a model last ran at after an out-of-memory backoff: later calls start there
+# instead of failing again at the configured size (memory pressure rarely goes away)
+_BATCH_LIMITS: "weakref.WeakKeyDictionary[SeRForCaptioning, int]" = weakref.WeakKeyDictionary()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA; torch.cuda.OutOfMemoryError is the same class) or the CPU
+    allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
+
+
+def batch_limit(model: SeRForCaptioning) -> int | None:
+    """The reduced batch size `generate_captions` settled on after an out-of-memory error, if any."""
+    return _BATCH_LIMITS.get(model)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @torch.inference_mode()
@@ -122,6 +180,7 @@ def generate_captions(
     batch_size: int = 16,
     return_initial: bool = False,
     refine_steps: int | None = None,
+    min_new_tokens: int = 0,
 ) -> list[str] | CaptionResult:
     """Caption `images` ((H, W, 3) uint8 RGB arrays or PIL images) with greedy decoding.
 
@@ -129,22 +188,52 @@ def generate_captions(
         for SeR models and 0 for single-pass ones. 0 returns the first-glance captions.
     return_initial: return a `CaptionResult` (initial, refined and per-step captions) instead of
         the list of final captions.
+    batch_size: images per batch. On an out-of-memory error the batch is retried at half the size
+        (down to 1, then the error is raised); the smaller size is kept for the rest of this call
+        and for later calls on the same model (see `batch_limit`).
+    min_new_tokens: no EOS before this many tokens in every pass (0: free length).
     """
     prompt = processor.default_instruction if prompt is None else prompt
     if refine_steps is None:
         refine_steps = model.config.refine_steps if model.config.refine else 0
     if refine_steps > 0 and model.deeplens is None:
         raise UserError("this checkpoint is a single-pass specialist (no DeepLens): use refine_steps=0")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+
+    def caption_batch(chunk: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
+        buffer = model.encode_images(processor.preprocess_images(chunk))  # the only ViT pass
+        ids = first_glance(model, processor, buffer, prompt, max_new_tokens, min_new_tokens)
+        texts = [processor.decode_caption(row) for row in ids]
+        refined = []
+        for _ in range(refine_steps):
+            ids = refine_once(model, processor, buffer, prompt, ids, max_new_tokens, min_new_tokens)
+            refined.append([processor.decode_caption(row) for row in ids])
+        return texts, refined
+
+    batch_size = min(batch_size, _BATCH_LIMITS.get(model, batch_size))
     initial: list[str] = []
     steps: list[list[str]] = [[] for _ in range(refine_steps)]
-    for start in range(0, len(images), batch_size):
+    start = 0
+    while start < len(images):
         chunk = images[start : start + batch_size]
-        buffer = model.encode_images(processor.preprocess_images(chunk))  # the only ViT pass
-        ids = first_glance(model, processor, buffer, prompt, max_new_tokens)
-        initial += [processor.decode_caption(row) for row in ids]
-        for step in range(refine_steps):
-            ids = refine_once(model, processor, buffer, prompt, ids, max_new_tokens)
-            steps[step] += [processor.decode_caption(row) for row in ids]
+        try:
+            texts, refined = caption_batch(chunk)
+        except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled
+            if not is_out_of_memory(error) or len(chunk) == 1:
+                raise
+            texts = None
+        if texts is None:  # out of memory: halve the batch and retry (outside `except`, so the
+            # traceback's frames, which hold the batch's tensors, are gone before memory is freed)
+            batch_size = max(1, len(chunk) // 2)
+            _BATCH_LIMITS[model] = batch_size
+            log.warning("out of memory captioning %d images: retrying at batch size %d", len(chunk), batch_size)
+            _free_memory()
+            continue
+        initial += texts
+        for step, captions in enumerate(refined):
+            steps[step] += captions
+        start += len(chunk)
     final = steps[-1] if steps else initial
     if return_initial:
         return CaptionResult(initial=initial, refined=final, steps=steps)
@@ -153,5 +242,5 @@ def generate_captions(
 
 __all__ = [
     "CaptionResult", "generate_captions", "first_glance", "refine_once", "load_model", "resolve_device",
-    "resolve_dtype", "MissingCheckpointError",
+    "resolve_dtype", "MissingCheckpointError", "cpu_has_native_bf16", "is_out_of_memory", "batch_limit",
 ]

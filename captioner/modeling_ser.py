@@ -6,7 +6,7 @@ this file:
 
     paper (figure box)                              code
     ---------------------------------------------   ----------------------------------------------
-    vision encoder, CLIP ViT-L/14-336 (Fig. 1, 8)   SeRForCaptioning.vision_tower (frozen)
+    vision encoder, CLIP ViT-L/14-336 (Fig. 1, 8)   SeRForCaptioning.vision_tower (frozen, SeRVisionTower)
     buffer of ViT features (Sec. 5, inference)      VisionBuffer, filled by encode_images()
     MLP connector, 4 layers + GELU (Tab. 15)        MLPConnector -> SeRForCaptioning.connector
     language model, OPT-125M (Sec. 3.1)             SeRForCaptioning.language_model
@@ -132,6 +132,22 @@ class SeRConfig(PreTrainedConfig):
         return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
 
     @property
+    def vision_feature_indices(self) -> list[int]:
+        """Indices into the ViT's `hidden_states` that some glance reads (negative ones as given)."""
+        multilayer, single = list(self.multilayer_feature_layers), [self.vision_feature_layer]
+        indices = multilayer if self.first_glance_multilayer else single
+        if self.refine:
+            indices = indices + (multilayer if self.deeplens_multilayer_input else single)
+        return sorted(set(indices))
+
+    @property
+    def vision_layers_used(self) -> int:
+        """ViT layers that have to run: up to the deepest one read. hidden_states[i] is the output
+        of layer i, so LLaVA's -2 and DeepLens's {13, 18, 23} leave the last layer of ViT-L unused."""
+        n_states = self.vision_config.num_hidden_layers + 1
+        return max(index % n_states for index in self.vision_feature_indices)
+
+    @property
     def variant(self) -> str:
         """Name of the Tab. 3 row this config implements."""
         if not self.refine:
@@ -160,6 +176,32 @@ class MLPConnector(nn.Sequential):
         for _ in range(depth - 1):
             layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
         super().__init__(*layers)
+
+
+class SeRVisionTower(CLIPVisionModel):
+    """CLIP's vision tower that stops at the deepest layer a glance reads.
+
+    Same modules, weights and checkpoint keys as `CLIPVisionModel` (a CLIP checkpoint loads as is).
+    `forward(pixel_values, keep_states=[13, 18, 23])` runs layers 1..23 only and returns
+    {index: hidden state (B, 1 + N, C)} for the kept indices into `hidden_states` (negative indices
+    count from the end, as in `hidden_states[-2]`); CLIP's own forward would run all 24 layers of
+    ViT-L although LLaVA (-2) and DeepLens ({13, 18, 23}) never read the last one. Without
+    `keep_states` it is exactly `CLIPVisionModel.forward`.
+    """
+
+    def forward(self, pixel_values=None, keep_states: list[int] | None = None, **kwargs: Any):
+        if keep_states is None:
+            return super().forward(pixel_values, **kwargs)
+        tower = getattr(self, "vision_model", self)  # transformers 4.x nests the modules one level down
+        n_states = self.config.num_hidden_layers + 1
+        wanted = {index % n_states for index in keep_states}
+        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values))
+        states = {0: hidden} if 0 in wanted else {}
+        for number, layer in enumerate(tower.encoder.layers[: max(wanted)], start=1):
+            hidden = layer(hidden, None)  # no attention mask: every patch sees every patch
+            if number in wanted:
+                states[number] = hidden
+        return states
 
 
 @dataclass
@@ -298,7 +340,7 @@ class SeRForCaptioning(SeRPreTrainedModel):
         vision_width = config.vision_config.hidden_size
         n_multilayer = len(config.multilayer_feature_layers)
         # the eyes: CLIP ViT, frozen (Sec. 3.1 "freezing the vision encoder")
-        self.vision_tower = CLIPVisionModel._from_config(config.vision_config)
+        self.vision_tower = SeRVisionTower._from_config(config.vision_config)
         # the writer: a small causal LM (OPT-125M), shared by both glances
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         lm_embed_dim = self.language_model.get_input_embeddings().embedding_dim
@@ -400,14 +442,18 @@ class SeRForCaptioning(SeRPreTrainedModel):
         train_vision = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision_tower.parameters())
         with torch.set_grad_enabled(train_vision):
             pixel_values = pixel_values.to(device=self.device, dtype=self.vision_tower.dtype)
-            states = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states
-        patches = lambda index: states[index][:, 1:]  # noqa: E731 - drop CLS (LLaVA-1.5 "patch" features)
-        multilayer = torch.cat([patches(i) for i in self.config.multilayer_feature_layers], dim=-1)
-        single = patches(self.config.vision_feature_layer)
-        first_glance = multilayer if self.config.first_glance_multilayer else single
+            states = self.vision_tower(pixel_values, keep_states=self.config.vision_feature_indices)
+        config, n_states = self.config, self.config.vision_config.num_hidden_layers + 1
+        patches = lambda index: states[index % n_states][:, 1:]  # noqa: E731 - drop CLS (LLaVA-1.5 "patch" features)
+        multilayer = single = None
+        if config.first_glance_multilayer or (config.refine and config.deeplens_multilayer_input):
+            multilayer = torch.cat([patches(i) for i in config.multilayer_feature_layers], dim=-1)
+        if config.vision_feature_layer % n_states in states:
+            single = patches(config.vision_feature_layer)
+        first_glance = multilayer if config.first_glance_multilayer else single
         deeplens = None
-        if self.config.refine:
-            deeplens = multilayer if self.config.deeplens_multilayer_input else single
+        if config.refine:
+            deeplens = multilayer if config.deeplens_multilayer_input else single
         return VisionBuffer(first_glance=first_glance, deeplens=deeplens)
 
     def first_glance_tokens(self, buffer: VisionBuffer) -> torch.Tensor:
@@ -531,4 +577,4 @@ def _register_auto_classes() -> None:
 
 _register_auto_classes()
 
-__all__ = ["SeRConfig", "SeRForCaptioning", "DeepLens", "MLPConnector", "VisionBuffer", "SeRCausalLMOutput"]
+__all__ = ["SeRConfig", "SeRForCaptioning", "SeRVisionTower", "DeepLens", "MLPConnector", "VisionBuffer", "SeRCausalLMOutput"]

@@ -145,16 +145,20 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
     captioner = CAPTIONERS.get(config.captioner.type)(config.captioner)
     identity, parameters = captioner.identity(), captioner.num_parameters()
     sampling = config.frames.model_dump(exclude={"workers"}) | {"size": captioner.image_size}
-    cache = CaptionCache(Path(config.output_dir) / "cache" / "captions", sampling, identity)
+    # the prompt is part of the key whatever the captioner's identity() says
+    cache_context = identity | {"prompt": config.captioner.prompt}
+    cache = CaptionCache(Path(config.output_dir) / "cache" / "captions", sampling, cache_context)
     captions: dict[str, VideoCaptions] = {}
+    failures: dict[str, VideoFailure] = {}
     for video_id, path in videos:
         cached = captioner.precomputed(video_id) or cache.get(path)
         if cached is not None:
             captions[video_id] = VideoCaptions(video_id, cached.captions, cached.duration, cached.caption_s)
-    todo = [(vid, path) for vid, path in videos if vid not in captions]
+        elif (missing := captioner.missing_precomputed(video_id, path)) is not None:
+            failures[video_id] = missing  # a captioner that never sees frames has nothing for it
+    todo = [(vid, path) for vid, path in videos if vid not in captions and vid not in failures]
     paths = dict(todo)
 
-    failures: dict[str, VideoFailure] = {}
     stats = CaptionStats()
     decode_stats = DecodeStats()
     started = time.perf_counter()
@@ -183,6 +187,7 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
                     cache.put(paths[out.video_id], out)
                 caption_bar.update(1)
                 caption_bar.set_postfix(frames=stats.frames, failed=len(failures))
+    captioner.close()
     del captioner  # free the captioner's memory before an LLM engine starts
     gc.collect()
     timing = {

@@ -53,6 +53,10 @@ CAPTIONERS: Registry = Registry(
     "captioner",
     (
         "videoqa.captioners.ser",
+        "videoqa.captioners.llava",
+        "videoqa.captioners.blip2",
+        "videoqa.captioners.precomputed",
+        "videoqa.captioners.vllm_llava",
     ),
 )
 DATASETS: Registry = Registry(

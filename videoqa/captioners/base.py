@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from videoqa.types import VideoCaptions
+from videoqa.types import VideoCaptions, VideoFailure
 
 
 class Captioner(ABC):
@@ -32,3 +32,11 @@ class Captioner(ABC):
         """Captions that exist without looking at frames (e.g. imported caption files).
         The caption stage then skips decoding for that video. Frame captioners return None."""
         return None
+
+    def missing_precomputed(self, video_id: str, path) -> VideoFailure | None:
+        """For captioners that never see frames: the failure to record when `precomputed` has
+        nothing for this video (instead of decoding it). Frame captioners return None."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release engines / device memory before the answering LLM starts."""

@@ -71,6 +71,8 @@ def file_sha256(path: Path) -> str:
 
 # ---------------------------------------------------------------------------- parsing
 
+Record = tuple[str, str, str, Any, float | None]  # (id key, captions key, video id, captions, duration)
+
 
 def read_caption_file(path: Path, seconds_per_caption: float = 1.0) -> dict[str, VideoCaptions]:
     """Every video's captions in `path` (see the module docstring for the layouts)."""
@@ -86,9 +88,6 @@ def read_caption_file(path: Path, seconds_per_caption: float = 1.0) -> dict[str,
         captions, end_of_last = _parse_entries(path, key, entries, seconds_per_caption)
         videos[video_id] = VideoCaptions(video_id, captions, end_of_last if duration is None else duration, caption_s=0.0)
     return videos
-
-
-Record = tuple[str, str, str, Any, "float | None"]  # (id key, captions key, video id, captions, duration)
 
 
 def _json_records(path: Path, text: str) -> list[Record]:
