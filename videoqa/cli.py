@@ -116,16 +116,21 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Only the chosen command's arguments are built, so e.g. `run` never imports the bench."""
     parser = argparse.ArgumentParser(prog="videoqa", description="Long-video question answering with a lightweight captioner.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, add_arguments, help_text) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            add_arguments(sub_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine start-up chatter hides the progress bars
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

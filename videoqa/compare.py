@@ -114,6 +114,9 @@ def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("time per 10-minute video (s)" if per_10 else "total time (s)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{rows[0]['dataset']}: accuracy vs. time (bubble area ~ parameters)")
+    top = max((r["accuracy"] or 0.0) for r in rows)
+    ax.set_ylim(0, min(100, top + 10))
+    ax.margins(x=0.25)  # room for the labels of the outermost bubbles
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
