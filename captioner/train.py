@@ -152,6 +152,8 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
     Stage 2 adds DeepLens: a single-pass (specialist) checkpoint from stage 1 is loaded with
     `refine=True`, which initialises DeepLens freshly (HF reports its weights as missing).
     """
+    import torch
+
     from captioner.modeling_ser import SeRConfig, SeRForCaptioning
     from captioner.processing_ser import SeRProcessor
 
@@ -166,7 +168,9 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
         if stage == "stage2" and not SeRConfig.from_pretrained(path).refine:
             overrides.setdefault("refine", True)
             logger.info("stage2: adding a freshly initialised DeepLens to the single-pass checkpoint %s", path)
-        return SeRForCaptioning.from_pretrained(path, **overrides), SeRProcessor.from_pretrained(path)
+        # fp32 master weights whatever the checkpoint's dtype: bf16/fp16 training is autocast on top
+        model = SeRForCaptioning.from_pretrained(path, dtype=torch.float32, **overrides)
+        return model, SeRProcessor.from_pretrained(path)
     if init.preset is not None:
         from captioner.presets import build_tiny_checkpoint
 
@@ -175,9 +179,11 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
                 build_tiny_checkpoint(tmp, init.preset, init.seed, **init.config)
             except ValueError as exc:
                 raise UserError(f"model.preset: {exc}") from None
-            return SeRForCaptioning.from_pretrained(tmp), SeRProcessor.from_pretrained(tmp)
+            return SeRForCaptioning.from_pretrained(tmp, dtype=torch.float32), SeRProcessor.from_pretrained(tmp)
     processor = SeRProcessor.from_pretrained_parts(init.vision_tower, init.language_model)
-    model = SeRForCaptioning.from_pretrained_parts(init.vision_tower, init.language_model, processor=processor, **init.config)
+    model = SeRForCaptioning.from_pretrained_parts(
+        init.vision_tower, init.language_model, processor=processor, dtype=torch.float32, **init.config
+    )
     return model, processor
 
 
@@ -321,9 +327,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks
     """Run one stage; returns where the final checkpoint is and the loss history."""
     import torch
     from transformers import Trainer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_warning()
     started = time.perf_counter()
     torch.manual_seed(config.training.seed)
     model, processor = build_model_and_processor(config.model, config.stage)

@@ -220,3 +220,46 @@ def test_missing_init_checkpoint_and_missing_data_are_user_errors(tmp_path, synt
     config = _config("stage2", {"preset": "tiny-ser"}, synth_data["train"], synth_data["root"], tmp_path / "o")
     with pytest.raises(UserError, match="pseudo-initial"):  # stage 2 on a file without initial captions
         train(config)
+
+
+def test_pretrain_from_pretrained_parts_trains_the_connector(tmp_path, synth_data):
+    """The paper's starting point: CLIP vision tower + OPT LM checkpoints (tiny local stand-ins)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, OPTConfig, OPTForCausalLM
+
+    from captioner.presets import tiny_tokenizer
+
+    torch.manual_seed(0)
+    CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=64,
+        patch_size=16, projection_dim=32,
+    )).save_pretrained(tmp_path / "clip")
+    tokenizer = tiny_tokenizer()
+    OPTForCausalLM(OPTConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+        word_embed_proj_dim=32, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=1,
+    )).half().save_pretrained(tmp_path / "opt")  # hub OPT weights are fp16: training must still be fp32
+    tokenizer.save_pretrained(tmp_path / "opt")
+    model = {
+        "vision_tower": str(tmp_path / "clip"), "language_model": str(tmp_path / "opt"),
+        "config": {"refine": False, "connector_depth": 4, "multilayer_feature_layers": [1, 2, 3]},
+    }
+    config = _config("pretrain", model, synth_data["train"], synth_data["root"], tmp_path / "out",
+                     max_steps=8, learning_rate=1e-2)
+    result = train(config)
+    assert result.finished and result.trainable["language_model"] == 0 and result.trainable["connector"] > 0
+    weights = _weights(tmp_path / "out")
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    assert not any(k.startswith("deeplens") for k in weights)
+    opt = load_file(str(tmp_path / "opt" / "model.safetensors"))
+    name = next(k for k in opt if k.endswith("layers.0.fc1.weight"))
+    torch.testing.assert_close(weights["language_model." + name].half(), opt[name])  # frozen, loaded from OPT
+    assert result.losses[-1] < result.losses[0]
+
+
+def test_paper_pretrain_config_without_weights_is_a_one_line_missing_model_error(tmp_path):
+    from videoqa.errors import MissingModelError
+
+    config = load_train_config(REPO / "configs/train/pretrain.yaml", [f"training.output_dir={tmp_path / 'o'}"])
+    with pytest.raises(MissingModelError) as err:
+        train(config)
+    assert "openai/clip-vit-large-patch14-336" in str(err.value) and "\n" not in str(err.value)

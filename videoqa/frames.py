@@ -199,9 +199,12 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+_DECORD_LOG_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (\[[^\]]*\] )?")  # "[19:42:08] src/x.cc:270: [file] "
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no error text"
+    return _DECORD_LOG_PREFIX.sub("", lines[-1]) if lines else "no error text"
 
 
 def _looks_like_mp4(path: Path) -> bool:
