@@ -90,6 +90,9 @@ def test_run_writes_one_prediction_per_question_metrics_and_table(finished_run):
     assert timing["caption_s"] > 0 and timing["answer_s"] > 0 and timing["decode_s"] >= 0
     assert timing["frames_captioned"] == 6 + 5 + 7  # 1 fps over the 6 s, 5 s and 7 s clips
     assert sum(metrics["video_failures"].values()) == 2
+    per_video = timing["per_video"]
+    assert len(per_video) == 3
+    assert all(v["decode_s"] > 0 and v["caption_s"] > 0 and v["frames"] == round(v["duration_s"]) for v in per_video.values())
 
     captions = read_jsonl(run_dir / "captions.jsonl")
     assert sorted(len(c["captions"]) for c in captions) == [5, 6, 7]

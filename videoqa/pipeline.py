@@ -203,6 +203,15 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
         "frames_captioned": stats.frames,
         "caption_batches": stats.batches,
         "videos_from_cache": len(videos) - len(todo),
+        "per_video": {
+            vid: {
+                "duration_s": vc.duration,
+                "frames": len(vc.captions),
+                "decode_s": decode_stats.per_video.get(vid, 0.0),  # 0 when captions came from the cache
+                "caption_s": vc.caption_s,
+            }
+            for vid, vc in captions.items()
+        },
     }
     return CaptionResult(captions, failures, timing, identity, parameters)
 
