@@ -10,6 +10,9 @@ index_k = floor((k + 1/2) * step), keeping the k whose centre lies inside the vi
 `step` = avg_fps / fps (1 fps: the frames at 0.5 s, 1.5 s, 2.5 s, ...), or total / num_frames
 for a fixed count; `max_frames` caps long videos by re-spacing with step = total / max_frames.
 Centres rather than interval starts: the first frame of a video is often a black fade-in.
+Variable frame rate (phones, streams with gaps): when decord's frame timestamps stray from
+index / avg_fps by more than half a sampling interval, frames are picked by time instead
+(`sample_by_time`: the frame on screen at each interval centre), so 1 fps stays 1 fps of real time.
 Because the rule is a closed form, ffmpeg's `select` filter can apply exactly the same rule when
 ffmpeg stands in for decord (see `_Sampling.select_expr`).
 
@@ -88,9 +91,12 @@ def _is_sample(n: int, step: float) -> bool:
 class _Sampling:
     indices: list[int]
     step: float | None  # None: every frame (step <= 1) or a single frame (clip shorter than half a step)
+    explicit: bool = False  # indices chosen by timestamp (variable frame rate): ffmpeg gets the list
 
     def select_expr(self, first: int = 0) -> str:
         """ffmpeg `select` expression picking the `indices` from `first` on."""
+        if self.explicit:
+            return "+".join(f"eq(n,{i})" for i in self.indices if i >= first) or "0"
         if self.step is None:
             pick = f"eq(n,{self.indices[0]})" if len(self.indices) == 1 else "1"
         else:
@@ -148,6 +154,34 @@ def _check_sampling_args(fps: float | None, num_frames: int | None, max_frames: 
         raise ValueError(f"fps must be > 0, got {fps}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+
+
+def sample_by_time(
+    starts: np.ndarray, duration: float, fps: float | None, num_frames: int | None, max_frames: int | None
+) -> list[int]:
+    """The frames on screen at the centre of each sampling interval, by real timestamps.
+
+    For variable-frame-rate videos (phones), where index-based spacing would drift from 1/fps:
+    target times (k + 1/2) / fps (or num_frames / max_frames evenly over the duration); each picks
+    the last frame that starts at or before it. A gap in the stream gives one frame, not repeats.
+    """
+    _check_sampling_args(fps, num_frames, max_frames)
+    if len(starts) == 0:
+        return []
+    count = num_frames if num_frames is not None else max(1, int(duration * fps + 0.5))
+    if max_frames is not None:
+        count = min(count, max_frames)
+    interval = duration / count if (num_frames is not None or count == max_frames) else 1.0 / fps
+    targets = (np.arange(count) + 0.5) * interval
+    picks = np.clip(np.searchsorted(starts, targets, side="right") - 1, 0, len(starts) - 1)
+    return sorted(set(int(i) for i in picks))
+
+
+def _is_variable_rate(starts: np.ndarray, avg_fps: float, fps: float | None) -> bool:
+    """Whether frame times stray from index / avg_fps by more than half a sampling interval."""
+    tolerance = 0.5 / fps if fps else 0.5
+    nominal = np.arange(len(starts)) / avg_fps
+    return bool(len(starts) > 1 and np.max(np.abs(starts - nominal)) > tolerance)
 
 
 def sample_indices(
@@ -702,8 +736,13 @@ def _decode_decord_first(
     """decord decodes the sampled frames; if it fails part-way, ffmpeg decodes the rest."""
     path, total, starts = request.path, len(pts), pts[:, 0]
     plan = request.plan(total, avg_fps)
-    timestamps = [round(float(t), 4) for t in starts[plan.indices] - starts[0]]
+    relative = starts - starts[0]
     duration = float(max(pts[-1, 1] - starts[0], total / avg_fps))
+    if request.num_frames is None and _is_variable_rate(relative, avg_fps, request.fps):
+        picks = sample_by_time(relative, float(pts[-1, 1] - starts[0]), request.fps, None, request.max_frames)
+        plan = _Sampling(picks, None, explicit=True)
+        duration = float(pts[-1, 1] - starts[0])
+    timestamps = [round(float(t), 4) for t in relative[plan.indices]]
     chunker = _Chunker(request.video_id, request.chunk_size, len(plan.indices), timestamps, duration)
     readers = request.readers or _auto_readers(total)
     units = _units(plan.indices, request.chunk_size, readers)
