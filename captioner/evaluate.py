@@ -6,6 +6,12 @@ Predictions: JSONL rows `{"image" | "id" | "image_id": ..., "caption": ...}`, a 
 References: any annotation file `captioner.data` reads (our JSONL, LLaVA JSON, Karpathy COCO
 with `--split`), a JSON object `{id: [captions]}`, or COCO annotations `{"annotations": [...]}`.
 An image is matched by its id, or by its image path when the predictions use paths.
+
+With `--model DIR` the images of the references file are captioned first (greedy, the paper's
+two-pass inference; `--refine-steps 0` for the first glance only) and written to `--predictions`:
+
+    captioner eval --model outputs/checkpoints/ser --references data/coco/dataset_coco.json \
+        --split test --image-root data/coco --predictions outputs/eval/ser_test.jsonl --json outputs/eval/ser.json
 """
 from __future__ import annotations
 
@@ -130,7 +136,10 @@ def scores_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--predictions", required=True, help="predicted captions (JSONL / JSON)")
+    parser.add_argument(
+        "--predictions", required=True,
+        help="predicted captions (JSONL / JSON); with --model, where the generated captions are written (JSONL)",
+    )
     parser.add_argument("--references", required=True, help="reference captions (JSONL, LLaVA / COCO JSON, {id: [...]})")
     parser.add_argument("--split", default="test", help="split of a Karpathy COCO references file (default: test)")
     parser.add_argument(
@@ -143,11 +152,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-missing", action="store_true", help="score only the images that have a prediction (default: error)"
     )
     parser.add_argument("--name", default=None, help="row name in the table (default: predictions file stem)")
+    gen = parser.add_argument_group("caption the reference images first")
+    gen.add_argument("--model", help="SeR checkpoint directory: caption the references' images, then score")
+    gen.add_argument("--image-root", default=".", help="directory the references' image paths are relative to")
+    gen.add_argument("--refine-steps", type=int, default=None, help="0 = first glance only (default: the model's)")
+    gen.add_argument("--batch-size", type=int, default=16)
+    gen.add_argument("--max-new-tokens", type=int, default=60)
+    gen.add_argument("--prompt", default=None, help="instruction (default: the processor's)")
+    gen.add_argument("--dtype", default="auto")
+    gen.add_argument("--device", default="auto")
+
+
+def write_predictions(args: argparse.Namespace) -> int:
+    """Caption every image of the references file with `args.model`; write JSONL to args.predictions."""
+    from captioner.data import CaptionDataset, detect_format, expand_pairs, load_records
+    from captioner.inference import generate_captions, load_model
+
+    fmt = detect_format(args.references)
+    records = load_records(args.references, fmt, split=args.split if fmt == "coco-karpathy" else None)
+    dataset = CaptionDataset(expand_pairs(records), args.image_root)
+    model, processor = load_model(args.model, dtype=args.dtype, device=args.device)
+    out = Path(args.predictions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for start in range(0, len(records), args.batch_size):
+            chunk = records[start : start + args.batch_size]
+            images = [dataset.load_image(r.image) for r in chunk]
+            captions = generate_captions(
+                model, processor, images, args.prompt, max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size, refine_steps=args.refine_steps,
+            )
+            for record, caption in zip(chunk, captions):
+                f.write(json.dumps({"id": record.image_id, "image": record.image, "caption": caption}) + "\n")
+    return len(records)
 
 
 def run(args: argparse.Namespace) -> int:
     from eval.caption_metrics import compute_caption_metrics
 
+    if args.model:
+        count = write_predictions(args)
+        print(f"captioned {count} images with {args.model} -> {args.predictions}")
     predictions = read_predictions(args.predictions)
     refs, by_path = read_references(args.references, args.split)
     predictions = match_predictions(predictions, refs, by_path)
@@ -162,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     for metric, reason in result.skipped.items():
         print(f"{metric} skipped: {reason}")
     report = {
+        "model": args.model,
         "predictions": str(args.predictions),
         "references": str(args.references),
         "num_images": result.num_images,

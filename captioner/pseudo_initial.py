@@ -520,13 +520,9 @@ def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
     data, source = _component("llms", ref)
     for item in overrides:
         set_dotted(data, *parse_override(item))
-    config = validate(LLMConfig, data, source + (" (+ --llm-set)" if overrides else ""))
-    try:
-        from videoqa.llm import load_backend
-    except ImportError:  # older layout: the registry is the loader
-        from videoqa.registry import LLM_BACKENDS
+    from videoqa.llm import load_backend
 
-        return LLM_BACKENDS.get(config.backend)(config)
+    config = validate(LLMConfig, data, source + (" (+ --llm-set)" if overrides else ""))
     return load_backend(config)
 
 

@@ -275,6 +275,7 @@ def training_arguments(config: TrainConfig):
         data_seed=t.seed,
         dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=on_gpu,
+        use_cpu=not on_gpu,  # also makes `torchrun` on CPUs run DDP over gloo instead of N independent runs
         remove_unused_columns=False,  # the collator needs the raw image / caption fields
         report_to=t.report_to or "none",
         disable_tqdm=t.disable_tqdm,
@@ -353,10 +354,11 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks
     state = trainer.state
     finished = state.max_steps > 0 and state.global_step >= state.max_steps
     if finished:
-        trainer.save_model(str(output_dir))  # model.safetensors + config + processor
+        trainer.save_model(str(output_dir))  # model.safetensors + config + processor (main process only)
         trainer.save_state()
-        (output_dir / "training_args.bin").unlink(missing_ok=True)  # pickle; the YAML below says it all
-        (output_dir / "train_config.yaml").write_text(_dump_yaml(config))
+        if args.should_save:
+            (output_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the YAML below says it all
+            (output_dir / "train_config.yaml").write_text(_dump_yaml(config))
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     result = TrainResult(
         output_dir=output_dir,
@@ -397,6 +399,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_train_config(args.config, args.set)
     result = train(config, stop_after_steps=args.stop_after_steps)
+    if int(os.environ.get("RANK", "0")) != 0:  # one summary line per job, not per process
+        return 0
     status = "finished" if result.finished else f"stopped at step {result.global_step} (rerun to resume)"
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
     print(f"{config.stage}: {status}; {result.pairs} pairs, mean train loss {loss}, {result.runtime_s:.0f}s -> {result.output_dir}")

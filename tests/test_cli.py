@@ -34,13 +34,14 @@ def test_user_errors_are_one_line_without_traceback(args, message):
 
 
 def test_missing_captioner_weights_say_how_to_get_them(tmp_path, tiny_models):
+    _, llm = tiny_models
     root = tmp_path / "ego"
     root.mkdir()
     (root / "questions.json").write_text(
         '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", "option 4": "e"}]'
     )
     (root / "subset_answers.json").write_text('{"a": 1}')
-    out = videoqa("run", "--dataset", "egoschema", "--captioner", "ser", "--data-root", str(root),
+    out = videoqa("run", "--dataset", "egoschema", "--captioner", "ser", "--llm", str(llm), "--data-root", str(root),
                   "--output-dir", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "captioner train --config configs/train/stage2.yaml" in out.stderr
@@ -60,3 +61,17 @@ def test_missing_llm_says_how_to_download_it(tmp_path, tiny_models):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "huggingface-cli download Qwen/Qwen2.5-14B-Instruct-not-cached" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_missing_llm_is_reported_before_any_captioning(tmp_path):
+    root = tmp_path / "ego"
+    root.mkdir()
+    (root / "questions.json").write_text(
+        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", "option 4": "e"}]'
+    )
+    (root / "subset_answers.json").write_text('{"a": 1}')
+    out = videoqa("run", "--dataset", "egoschema", "--captioner", "ser", "--data-root", str(root),
+                  "--output-dir", str(tmp_path / "out"), "--quiet")
+    assert out.returncode == 2
+    assert "huggingface-cli download Qwen/Qwen2.5-14B-Instruct" in out.stderr
+    assert not (tmp_path / "out" / "cache").exists()  # nothing was decoded or captioned

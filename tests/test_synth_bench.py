@@ -59,7 +59,9 @@ def test_synth_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
         assert all(v >= 0 for v in report[system].values())
     settings = report["settings"]
     assert settings["train_images"] == 24 and settings["stage1_steps"] == 2 * 5  # 72 pairs / 16 -> 5 steps/epoch
-    assert settings["arm_steps"] == 5 and settings["train_pairs_stage2"] == 3 * settings["train_pairs_stage1"]
+    # arms: 1 epoch over the stage-2 pairs (3 pseudo-initials per caption): 216 / 16 -> 14 steps each
+    assert settings["train_pairs_stage2"] == 3 * settings["train_pairs_stage1"] == 216
+    assert settings["arm_steps"] == 14
     assert report["quick"] is True and report["times_s"]["total_s"] > 0
     assert len(report["examples"]) == 5 and report["examples"][0]["references"]
     # the arms trained from the stage-1 checkpoint; stage 2 added DeepLens

@@ -17,6 +17,15 @@ from videoqa.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, and two threads stall each other on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory) -> dict[str, Path]:
     """16 synthetic images x 3 captions, plus a stage-2 file with lexical pseudo-initial captions."""
@@ -153,6 +162,21 @@ def test_trained_checkpoint_captions_through_inference(stages, synth_data):
     image = Image.open(synth_data["root"] / "images" / "test_00000.png")
     result = generate_captions(model, processor, [image, image], max_new_tokens=5, return_initial=True)
     assert len(result.initial) == len(result.refined) == 2 and result.refined[0] == result.refined[1]
+
+
+def test_captioner_eval_captions_and_scores_a_checkpoint(stages, synth_data, tmp_path):
+    dirs, _ = stages
+    predictions, report = tmp_path / "pred.jsonl", tmp_path / "scores.json"
+    code = captioner_main([
+        "eval", "--model", str(dirs["stage2"]), "--references", str(synth_data["root"] / "test.jsonl"),
+        "--image-root", str(synth_data["root"]), "--predictions", str(predictions), "--json", str(report),
+        "--metrics", "BLEU-4,CIDEr", "--max-new-tokens", "6", "--batch-size", "3",
+    ])
+    assert code == 0
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"test_{i:05d}" for i in range(4)]
+    scores = json.loads(report.read_text())
+    assert scores["num_images"] == 4 and set(scores["scores"]) == {"BLEU-4", "CIDEr"}
 
 
 def test_checkpoint_resumes_exactly(synth_data, tmp_path):

@@ -15,7 +15,7 @@ and against the paper. Every figure is measured in ONE run on the current machin
 Random weights would let captions end at any length, so every captioning run forces a fixed
 number of generated tokens (min_new_tokens = max_new_tokens) and the FLOPs are counted from the
 real prompt and draft lengths (videoqa/flops.py). Modes: --quick (< 5 minutes on 2 CPU cores;
-fewer frames and tokens, LLaVA extrapolated from 1 and 2 of its 32 decoder layers, vLLM without
+fewer frames and tokens, LLaVA scaled up from a 2-layer model, vLLM without
 torch.compile), full (the default; ~15-20 minutes on 2 cores). docs/performance.md explains the
 figures.
 
@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,14 +64,17 @@ class BenchSettings:
     frames: int = 16  # captioned at batch_size (SeR and specialist)
     batch1_frames: int = 4  # captioned at batch 1
     new_tokens: int = 60  # generated per pass, forced (the prompt asks for 50 words)
+    repeats: int = 2  # caption timings: each chunk's fastest of this many runs
     dtype: str = "auto"  # auto: captioner.inference.resolve_dtype (fp32 on CPUs without native bf16)
     threads: int | None = None  # torch threads for the full-size models (None: all cores)
+    device: str = "auto"  # auto: cuda when available, else cpu
     # peak FLOP/s: (m, k, n) GEMM shapes and seconds per dtype
     peak_shapes: tuple[tuple[int, int, int], ...] = ((577, 1024, 4096), (2308, 1024, 4096), (2048, 2048, 2048))
     peak_seconds: float = 4.0
+    peak_shapes_gpu: tuple[tuple[int, int, int], ...] = ((4096, 4096, 4096), (8192, 8192, 8192))
     # generalist: LLaVA-1.5 with `llava_layers` of its decoder layers, extrapolated to all of them
     llava: str = "7b"  # "7b" or "tiny"
-    llava_layers: tuple[int, int] = (2, 4)
+    llava_layers: tuple[int, ...] = (2, 4)  # decoder layers of the timed model(s); the deepest is scaled to 32
     # decode: a generated H.264 video
     decode_seconds: float = 180.0
     decode_fps: int = 30
@@ -92,12 +94,12 @@ class BenchSettings:
 MODES = {
     "full": BenchSettings(mode="full"),
     "quick": BenchSettings(
-        mode="quick", batch_size=4, frames=4, batch1_frames=1, new_tokens=16,
-        peak_shapes=((577, 1024, 4096), (2048, 2048, 2048)), peak_seconds=1.5, llava_layers=(1, 2),
-        decode_repeats=1, e2e_videos=4, e2e_seconds=30.0, enforce_eager=True,
+        mode="quick", batch_size=4, frames=4, batch1_frames=1, new_tokens=16, repeats=1,
+        peak_shapes=((577, 1024, 4096), (2048, 2048, 2048)), peak_seconds=1.5, llava_layers=(2,),
+        e2e_videos=4, e2e_seconds=30.0, enforce_eager=True,
     ),
     "tiny": BenchSettings(  # the tests' smoke run: every code path, tiny sizes
-        mode="tiny", preset="tiny-ser", batch_size=4, frames=4, batch1_frames=2, new_tokens=4,
+        mode="tiny", preset="tiny-ser", batch_size=4, frames=4, batch1_frames=2, new_tokens=4, repeats=1,
         peak_shapes=((64, 64, 64),), peak_seconds=0.05, llava="tiny", llava_layers=(1, 2),
         decode_seconds=4.0, decode_width=160, decode_height=120, decode_gop=30, decode_repeats=1,
         e2e_videos=2, e2e_seconds=3.0, e2e_batch_size=4, e2e_new_tokens=4, e2e_questions_per_video=1,
@@ -125,6 +127,14 @@ class Figure:
         return self
 
 
+def _sync(device) -> None:
+    """Wait for queued GPU work, so that wall-clock reads mean something (no-op on CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -132,7 +142,7 @@ def _say(message: str) -> None:
 # ---------------------------------------------------------------------------- peak FLOP/s
 
 
-def measure_peak_flops(dtype_name: str, shapes, seconds: float) -> dict[str, Any]:
+def measure_peak_flops(dtype_name: str, shapes, seconds: float, device: str = "cpu") -> dict[str, Any]:
     """Best matmul FLOP/s in `dtype_name` over GEMM shapes (m, k, n) and two ops.
 
     `linear` (x @ W^T through F.linear: oneDNN on CPU, what the models' Linear layers run) and
@@ -147,15 +157,17 @@ def measure_peak_flops(dtype_name: str, shapes, seconds: float) -> dict[str, Any
     budget = seconds / max(1, 2 * len(shapes))
 
     def timed(op_name: str, m: int, k: int, n: int, budget: float) -> dict[str, Any]:
-        x = torch.randn(m, k).to(dtype)
-        w = torch.randn(n, k).to(dtype)
+        x = torch.randn(m, k, device=device).to(dtype)
+        w = torch.randn(n, k, device=device).to(dtype)
         op = (lambda: F.linear(x, w)) if op_name == "linear" else (lambda: torch.matmul(x, w.t()))
         flop = 2 * m * k * n
-        op()  # the first call pays for oneDNN's kernel generation
+        op()  # the first call pays for kernel generation / selection
+        _sync(device)
         best, spent, calls = 0.0, 0.0, 0
         while calls < 2 or spent < budget:
             started = time.perf_counter()
             op()
+            _sync(device)
             elapsed = time.perf_counter() - started
             best, spent, calls = max(best, flop / elapsed), spent + elapsed, calls + 1
         return {"op": op_name, "shape": [m, k, n], "flops": best, "calls": calls}
@@ -192,17 +204,54 @@ def nominal_fp32_flops() -> dict[str, Any] | None:
             "flop_per_cycle": per_cycle}
 
 
+def auto_threads(probe: dict[str, Any]) -> int:
+    """All cores, unless the probe found them busy: then the cores the load average leaves free."""
+    cores = os.cpu_count() or 1
+    if not probe["busy"]:
+        return cores
+    return max(1, cores - max(1, round(probe["load_average"][0])))
+
+
+def contention_probe() -> dict[str, Any]:
+    """How much a parallel region costs right now: filling 460k floats with all threads vs one.
+
+    On an idle machine the OpenMP barrier costs microseconds; when other processes hold the cores
+    a worker thread waits for a time slice and every small parallel op costs milliseconds (decode
+    steps run hundreds of them). `busy` flags that the figures are pessimistic.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    x = torch.empty(1, 12, 601, 64)
+
+    def per_call(n_threads: int) -> float:
+        torch.set_num_threads(n_threads)
+        x.fill_(0.0)
+        started = time.perf_counter()
+        for _ in range(20):
+            x.fill_(1.0)
+        return (time.perf_counter() - started) / 20
+
+    try:
+        single = per_call(1)
+        parallel = per_call(threads)
+    finally:
+        torch.set_num_threads(threads)
+    return {"threads": threads, "fill_ms_1_thread": single * 1e3, f"fill_ms_{threads}_threads": parallel * 1e3,
+            "busy": threads > 1 and parallel > max(1e-3, 5 * single), "load_average": os.getloadavg()}
+
+
 # ---------------------------------------------------------------------------- captioners
 
 
-def materialise(cls, config, dtype=None):
+def materialise(cls, config, dtype=None, device: str = "cpu"):
     """A model with random weights: built on the meta device (no memory, no init), then given
     storage and initialised once with the model's own `_init_weights` (buffers included)."""
     import torch
 
     with torch.device("meta"):
         model = cls(config)
-    model.to_empty(device="cpu")
+    model.to_empty(device=device)
     model.initialize_weights()
     model.tie_weights()
     if dtype is not None:
@@ -210,7 +259,7 @@ def materialise(cls, config, dtype=None):
     return model.eval()
 
 
-def random_ser(preset: str, dtype=None, seed: int = 0):
+def random_ser(preset: str, dtype=None, seed: int = 0, device: str = "cpu"):
     """(model, processor) of a SeR preset with random weights and the tiny BPE tokenizer (no download)."""
     import torch
 
@@ -225,7 +274,7 @@ def random_ser(preset: str, dtype=None, seed: int = 0):
         text["vocab_size"] = len(tokenizer)
     config = get_config(preset, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
     torch.manual_seed(seed)
-    model = materialise(SeRForCaptioning, config, dtype)
+    model = materialise(SeRForCaptioning, config, dtype, device)
     processor = SeRProcessor(
         clip_image_processor(config.vision_config.image_size), tokenizer,
         num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens,
@@ -295,6 +344,7 @@ def time_captioning(model, processor, images, *, batch_size: int, new_tokens: in
             pixels = processor.preprocess_images(chunk)
             t1 = time.perf_counter()
             buffer = model.encode_images(pixels)
+            _sync(model.device)  # (the generation stages end in .tolist(), which waits anyway)
             t2 = time.perf_counter()
             ids = first_glance(model, processor, buffer, prompt, new_tokens, new_tokens)
             t3 = time.perf_counter()
@@ -323,6 +373,34 @@ def time_captioning(model, processor, images, *, batch_size: int, new_tokens: in
                          stages, totals)
 
 
+def merge_timings(runs: list[CaptionTiming]) -> CaptionTiming:
+    """Several runs (e.g. one per chunk) as one: frames, times and FLOPs add up."""
+    first = runs[0]
+    add = lambda dicts: {k: sum(d.get(k, 0.0) for d in dicts) for k in dicts[0]}  # noqa: E731
+    return CaptionTiming(
+        sum(r.frames for r in runs), first.batch_size, first.new_tokens, first.refine_steps,
+        sum(r.seconds for r in runs), add([r.stage_seconds for r in runs]), add([r.flops for r in runs]),
+    )
+
+
+def time_variants(model, processor, images, *, batch_size: int, new_tokens: int, variants: dict[str, int],
+                  repeats: int = 1) -> dict[str, CaptionTiming]:
+    """Time each variant ({name: refine_steps}) on the same chunks of `batch_size` images,
+    alternating variants chunk by chunk so that all of them see the same machine load; with
+    repeats > 1 each chunk keeps its fastest run (the usual defence against interference)."""
+    best: dict[str, list[CaptionTiming]] = {name: [] for name in variants}
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        runs: dict[str, list[CaptionTiming]] = {name: [] for name in variants}
+        for _ in range(repeats):
+            for name, steps in variants.items():
+                runs[name].append(time_captioning(model, processor, chunk, batch_size=batch_size,
+                                                  new_tokens=new_tokens, refine_steps=steps))
+        for name in variants:
+            best[name].append(min(runs[name], key=lambda r: r.seconds))
+    return {name: merge_timings(chunks) for name, chunks in best.items()}
+
+
 def warm_up(model, processor, image) -> float:
     """One short captioning call: oneDNN kernel generation and first allocations are not timed."""
     started = time.perf_counter()
@@ -331,34 +409,39 @@ def warm_up(model, processor, image) -> float:
     return time.perf_counter() - started
 
 
-def caption_step(settings: BenchSettings, peak: dict[str, Any] | None) -> dict[str, Any]:
+def caption_step(settings: BenchSettings, peak: dict[str, Any] | None, device: str = "cpu") -> dict[str, Any]:
     """Full-size (settings.preset) and small-preset SeR: batch B vs 1, SeR vs specialist, MFU."""
     import torch
 
     from captioner.inference import resolve_dtype
 
-    dtype = resolve_dtype(settings.dtype, "cpu")
-    out: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
-    for label, preset in (("main", settings.preset), ("small", settings.small_preset)):
+    dtype = resolve_dtype(settings.dtype, device)
+    out: dict[str, Any] = {"dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+                           "device": device}
+    threads = torch.get_num_threads()
+    # the small preset runs single-threaded, as tiny models should (per-op overhead dominates)
+    for label, preset, n_threads in (("main", settings.preset, threads), ("small", settings.small_preset, 1)):
+        torch.set_num_threads(n_threads)
         started = time.perf_counter()
-        model, processor = random_ser(preset, dtype)
+        model, processor = random_ser(preset, dtype, device=device)
         build_s = time.perf_counter() - started
         side = processor.image_size
         images = frames_like_decoded(settings.frames, side)
         warm_s = warm_up(model, processor, images[0])
         _say(f"{preset}: built in {build_s:.1f} s, warmed up in {warm_s:.1f} s; timing batch 1")
-        single = time_captioning(model, processor, images[: settings.batch1_frames], batch_size=1,
-                                 new_tokens=settings.new_tokens, refine_steps=1)
-        _say(f"{preset}: batch 1 {single.seconds_per_frame:.2f} s/frame; timing SeR at batch {settings.batch_size}")
-        ser = time_captioning(model, processor, images, batch_size=settings.batch_size,
-                              new_tokens=settings.new_tokens, refine_steps=1)
-        _say(f"{preset}: SeR {ser.seconds_per_frame:.2f} s/frame; timing the specialist (first glance only)")
-        specialist = time_captioning(model, processor, images, batch_size=settings.batch_size,
-                                     new_tokens=settings.new_tokens, refine_steps=0)
-        _say(f"{preset}: specialist {specialist.seconds_per_frame:.2f} s/frame")
+        single = time_variants(model, processor, images[: settings.batch1_frames], batch_size=1,
+                               new_tokens=settings.new_tokens, variants={"ser": 1}, repeats=settings.repeats)["ser"]
+        _say(f"{preset}: batch 1 {single.seconds_per_frame:.2f} s/frame; SeR and specialist at batch {settings.batch_size}")
+        # the specialist is the first glance alone: the same model with refine_steps=0
+        timed = time_variants(model, processor, images, batch_size=settings.batch_size, new_tokens=settings.new_tokens,
+                              variants={"ser": 1, "specialist": 0}, repeats=settings.repeats)
+        ser, specialist = timed["ser"], timed["specialist"]
+        _say(f"{preset}: SeR {ser.seconds_per_frame:.2f} s/frame, specialist {specialist.seconds_per_frame:.2f} s/frame")
+        first_part = sum(ser.stage_seconds[k] for k in ("preprocess", "vision", "first_glance"))
         used_peak = peak["flops"] if peak else None
         out[label] = {
             "preset": preset,
+            "threads": n_threads,
             "parameters": model.num_parameters(),
             "image_size": side,
             "build_s": build_s,
@@ -369,11 +452,14 @@ def caption_step(settings: BenchSettings, peak: dict[str, Any] | None) -> dict[s
             "batch_speedup": single.seconds_per_frame / ser.seconds_per_frame,
             "ser_over_specialist": ser.seconds / specialist.seconds,
             "flop_ratio_ser_over_specialist": ser.flops["total"] / specialist.flops["total"],
+            # cross-check free of load drift: SeR's own run, whole vs up to the end of its first glance
+            "ser_over_own_first_glance": ser.seconds / first_part,
         }
         if used_peak:
             out[label]["caption_mfu"] = ser.mfu(used_peak)
         del model
         gc.collect()
+    torch.set_num_threads(threads)
     return out
 
 
@@ -423,8 +509,32 @@ def instruction_tokens(prompt: str = PROMPT) -> int:
     return len(processor.prompt_ids(prompt)) - 2
 
 
-def time_llava(config, pixel_values, text_tokens: int, new_tokens: int, dtype) -> dict[str, Any]:
-    """Build a random-weight LLaVA and time one caption (batch 1, exactly `new_tokens` tokens)."""
+class LayerClock:
+    """Wall time spent inside a list of modules (forward pre/post hooks), e.g. the decoder layers."""
+
+    def __init__(self, modules, device: str = "cpu"):
+        self.seconds, self._started, self.device = 0.0, 0.0, device
+        self._hooks = []
+        for module in modules:
+            self._hooks.append(module.register_forward_pre_hook(self._enter))
+            self._hooks.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, *args) -> None:
+        _sync(self.device)
+        self._started = time.perf_counter()
+
+    def _leave(self, *args) -> None:
+        _sync(self.device)
+        self.seconds += time.perf_counter() - self._started
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+
+def time_llava(config, pixel_values, text_tokens: int, new_tokens: int, dtype, device: str = "cpu") -> dict[str, Any]:
+    """Build a random-weight LLaVA and time one caption (batch 1, exactly `new_tokens` tokens),
+    clocking the decoder layers apart from the rest (ViT, projector, embeddings, LM head, Python)."""
     import torch
     from transformers import LlavaForConditionalGeneration
 
@@ -432,71 +542,89 @@ def time_llava(config, pixel_values, text_tokens: int, new_tokens: int, dtype) -
 
     started = time.perf_counter()
     torch.manual_seed(0)
-    model = materialise(LlavaForConditionalGeneration, config, dtype)
+    model = materialise(LlavaForConditionalGeneration, config, dtype, device)
     build_s = time.perf_counter() - started
     patches = config.image_seq_length
     generator = torch.Generator().manual_seed(0)
     text = torch.randint(3, config.image_token_index - 1, (1, text_tokens), generator=generator)
-    ids = torch.cat([torch.tensor([[1]]), torch.full((1, patches), config.image_token_index), text], dim=1)
-    pixels = pixel_values.to(dtype)
+    ids = torch.cat([torch.tensor([[1]]), torch.full((1, patches), config.image_token_index), text], dim=1).to(device)
+    pixels = pixel_values.to(device=device, dtype=dtype)
 
-    def caption(tokens: int) -> float:
+    def caption(tokens: int) -> tuple[float, float]:
+        clock = LayerClock(model.model.language_model.layers, device)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, do_sample=False,
-                max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=0, eos_token_id=2,
-            )
-        assert out.shape[1] - ids.shape[1] == tokens, "generation stopped early"
-        return time.perf_counter() - t0
+        try:
+            with torch.inference_mode():
+                out = model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, do_sample=False,
+                    max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=0, eos_token_id=2,
+                )
+            _sync(device)
+        finally:
+            clock.remove()
+        if out.shape[1] - ids.shape[1] != tokens:
+            raise RuntimeError(f"generation stopped after {out.shape[1] - ids.shape[1]} of {tokens} tokens")
+        return time.perf_counter() - t0, clock.seconds
 
-    warm_s = caption(1)
-    seconds = caption(new_tokens)
+    warm_s, _ = caption(1)
+    seconds, layer_seconds = caption(new_tokens)
+    layers = config.text_config.num_hidden_layers
     flops = llava_caption_flops(config, prompt_tokens=ids.shape[1], new_tokens=new_tokens)
     del model
     gc.collect()
-    return {"layers": config.text_config.num_hidden_layers, "build_s": build_s, "warm_up_s": warm_s,
-            "seconds": seconds, "prompt_tokens": ids.shape[1], "flops": flops}
+    return {"layers": layers, "build_s": build_s, "warm_up_s": warm_s, "seconds": seconds,
+            "decoder_layer_seconds": layer_seconds, "seconds_per_layer": layer_seconds / layers,
+            "seconds_rest": seconds - layer_seconds, "prompt_tokens": ids.shape[1], "flops": flops}
 
 
-def generalist_step(settings: BenchSettings, ser_seconds_per_caption: float | None, peak: dict | None) -> dict[str, Any]:
-    """LLaVA-1.5 per-caption time at batch 1, LM layers extrapolated linearly to all of them."""
+def generalist_step(settings: BenchSettings, ser_seconds_per_caption: float | None, peak: dict | None,
+                    device: str = "cpu") -> dict[str, Any]:
+    """LLaVA-1.5 per-caption time at batch 1. A model with fewer decoder layers than the real one
+    is timed and the layers' clocked time scaled to the full depth: t = t_rest + L * t_layer
+    (decoder layers are identical, so their time is linear in L)."""
     from captioner.inference import resolve_dtype
     from captioner.processing_ser import clip_image_processor
     from videoqa.flops import llava_caption_flops
 
-    dtype = resolve_dtype(settings.dtype, "cpu")
+    dtype = resolve_dtype(settings.dtype, device)
     full_layers = LLAVA_FULL_LAYERS[settings.llava]
     text_tokens = instruction_tokens()  # the same instruction length as SeR's first glance
     runs = []
-    for layers in settings.llava_layers:
+    for layers in sorted(set(settings.llava_layers)):
         config = llava_config(settings.llava, layers)
         image = frames_like_decoded(1, config.vision_config.image_size, seed=1)
         pixels = clip_image_processor(config.vision_config.image_size)(image, return_tensors="pt")["pixel_values"]
-        runs.append(time_llava(config, pixels, text_tokens, settings.new_tokens, dtype))
-        _say(f"LLaVA-1.5 ({settings.llava}) with {layers} decoder layers: {runs[-1]['seconds']:.2f} s per caption")
-    (k1, r1), (k2, r2) = [(r["layers"], r) for r in runs[:2]]
-    per_layer = (r2["seconds"] - r1["seconds"]) / (k2 - k1)
-    rest = r1["seconds"] - k1 * per_layer  # ViT, projector, embeddings, LM head, Python
-    extrapolated = rest + full_layers * per_layer
-    full_flops = llava_caption_flops(llava_config(settings.llava, full_layers), prompt_tokens=r1["prompt_tokens"],
-                                     new_tokens=settings.new_tokens)
+        run = time_llava(config, pixels, text_tokens, settings.new_tokens, dtype, device)
+        run["extrapolated"] = run["seconds_rest"] + full_layers * run["seconds_per_layer"]
+        runs.append(run)
+        _say(f"LLaVA-1.5 ({settings.llava}) with {layers} decoder layers: {run['seconds']:.2f} s per caption "
+             f"({run['seconds_per_layer']:.2f} s per layer) -> {run['extrapolated']:.1f} s with {full_layers}")
+    deepest = runs[-1]  # the most layers: the least extrapolation
+    if deepest["layers"] == full_layers:
+        how = f"all {full_layers} decoder layers timed directly"
+    else:
+        how = f"t = t_rest + {full_layers} x t_layer, decoder layers clocked in a {deepest['layers']}-layer model"
     out = {
         "architecture": "LLaVA-1.5-7B (CLIP ViT-L/14-336 + LLaMA-2-7B)" if settings.llava == "7b" else "tiny LLaVA",
         "dtype": str(dtype).removeprefix("torch."),
         "runs": runs,
-        "extrapolation": f"t(L) = t_rest + L * t_layer from {k1} and {k2} of {full_layers} decoder layers",
-        "seconds_per_layer": per_layer,
-        "seconds_rest": rest,
-        "seconds_per_caption": extrapolated,
-        "flops_per_caption": full_flops,
+        "extrapolation": how,
+        "seconds_per_layer": None if deepest["layers"] == full_layers else deepest["seconds_per_layer"],
+        "seconds_rest": deepest["seconds_rest"],
+        "seconds_per_caption": deepest["extrapolated"],
+        "flops_per_caption": llava_caption_flops(llava_config(settings.llava, full_layers),
+                                                 prompt_tokens=deepest["prompt_tokens"], new_tokens=settings.new_tokens),
         "new_tokens": settings.new_tokens,
     }
+    if len(runs) > 1:  # cross-check: the slope between two depths (noisier: a difference of totals)
+        (k1, t1), (k2, t2) = (runs[0]["layers"], runs[0]["seconds"]), (runs[-1]["layers"], runs[-1]["seconds"])
+        slope = (t2 - t1) / (k2 - k1)
+        out["two_depth_fit"] = {"seconds_per_layer": slope, "seconds_per_caption": t1 + (full_layers - k1) * slope}
     if peak:
-        out["mfu"] = full_flops["total"] / extrapolated / peak["flops"]
+        out["mfu"] = out["flops_per_caption"]["total"] / out["seconds_per_caption"] / peak["flops"]
     if ser_seconds_per_caption:
         out["ser_seconds_per_caption"] = ser_seconds_per_caption
-        out["generalist_over_ser"] = extrapolated / ser_seconds_per_caption
+        out["generalist_over_ser"] = out["seconds_per_caption"] / ser_seconds_per_caption
     return out
 
 
@@ -666,7 +794,14 @@ def run_loop(captioner, backend, questions) -> dict[str, Any]:
     }
 
 
-def e2e_step(settings: BenchSettings, work: Path) -> dict[str, Any]:
+def forget_prompts(backend) -> None:
+    """Empty the engine's prefix cache, so one side never reuses the other's prompts."""
+    engine = getattr(backend, "llm", None)
+    if engine is not None and hasattr(engine, "reset_prefix_cache"):
+        engine.reset_prefix_cache()
+
+
+def e2e_step(settings: BenchSettings, work: Path, device: str = "cpu") -> dict[str, Any]:
     """One vLLM engine for both sides; engine start-up is timed apart and excluded from both."""
     import torch
 
@@ -682,10 +817,11 @@ def e2e_step(settings: BenchSettings, work: Path) -> dict[str, Any]:
     try:
         captioner = CAPTIONERS.get("ser")(CaptionerConfig(
             name="tiny-ser", type="ser", model=str(captioner_dir), max_new_tokens=settings.e2e_new_tokens,
-            batch_size=settings.e2e_batch_size,
+            batch_size=settings.e2e_batch_size, device=device,
         ))
         llm_config = LLMConfig(
             name="tiny-qwen2", model=str(llm_dir), max_model_len=4096, dtype="float32", cpu_kvcache_gib=1,
+            gpu_memory_utilization=0.3,  # GPUs: leave room for the captioner
             engine_kwargs={"enforce_eager": True} if settings.enforce_eager else {},
         )
         _say("starting the vLLM engine (start-up is excluded from both sides)")
@@ -700,8 +836,10 @@ def e2e_step(settings: BenchSettings, work: Path) -> dict[str, Any]:
         answer_questions(backend, questions[:1], {questions[0].video_id: "0: a test pattern"}, AnswerConfig(),
                          progress=False)
         _say("e2e: our pipeline")
+        forget_prompts(backend)
         ours = run_pipeline(captioner, backend, questions, settings.e2e_batch_size)
         _say(f"e2e: ours {ours['seconds']:.1f} s; the LLoVi-style loop")
+        forget_prompts(backend)  # the loop sends the same prompts: no reuse of our side's KV cache
         loop = run_loop(captioner, backend, questions)
         _say(f"e2e: loop {loop['seconds']:.1f} s")
     finally:
@@ -721,94 +859,127 @@ def e2e_step(settings: BenchSettings, work: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- figures and notes
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
 def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
     """The seven figures with targets, paper values, pass/miss and a note saying why."""
     figures = {name: Figure(name, target=TARGETS.get(name), paper=PAPER.get(name)) for name in FIGURES}
     for step, error in details.get("errors", {}).items():
         for name in _FIGURES_OF_STEP[step]:
             figures[name].status, figures[name].note = "error", f"{step} failed: {error}"
+    peak, cap = details.get("peak"), details.get("caption")
+    peak_flops = peak[peak["used_dtype"]]["flops"] if peak else None
+    busy = (details.get("contention") or {}).get("busy", False)
+    threads = details.get("threads") or {}
+    busy_note = ""
+    if busy and threads.get("used", 0) >= (threads.get("cores") or 1):
+        busy_note = (" The machine was busy (other processes held cores: see details.contention), which stalls "
+                     "every small parallel op.")
+    elif busy:
+        busy_note = (f" Other processes kept cores busy: the bench ran on {threads['used']} of {threads['cores']} "
+                     f"threads (peak measured on the same threads).")
 
-    peak = details.get("peak")
-    cap = details.get("caption")
     if peak:
-        used = peak["used_dtype"]
-        other = "bfloat16" if used == "float32" else "float32"
-        figures["peak_flops"].judge(
-            peak[used]["flops"],
-            f"{used} (the dtype the captioner runs in); {other}: {peak[other]['flops'] / 1e9:,.1f} GFLOP/s"
-            + (f"; nominal fp32 {peak['nominal_fp32']['flops'] / 1e9:,.0f}" if peak.get("nominal_fp32") else "")
-            + (" - no native bf16 on this CPU, so bf16 is emulated and fp32 is the faster dtype"
-               if used == "float32" and peak[other]["flops"] < peak[used]["flops"] else ""),
-        )
+        used, other = peak["used_dtype"], peak["other_dtype"]
+        note = f"{used}, the dtype the captioner runs in; {other}: {peak[other]['flops'] / 1e9:,.1f} GFLOP/s"
+        if peak.get("nominal_fp32"):
+            note += (f"; nominal fp32 at the {peak['nominal_fp32']['mhz']:.0f} MHz /proc/cpuinfo clock "
+                     f"{peak['nominal_fp32']['flops'] / 1e9:,.0f} GFLOP/s (boost clocks go higher)")
+        if used == "float32" and peak[other]["flops"] < peak[used]["flops"]:
+            note += " (no native bf16 here: oneDNN emulates it, so fp32 is the faster dtype and the MFU divides by it)"
+        figures["peak_flops"].judge(peak_flops, note)
+
     if cap and "main" in cap:
-        main, batch = cap["main"], cap["main"]["ser"]["batch_size"]
+        main, small = cap["main"], cap["small"]
+        single, ser, spec = main["batch1"], main["ser"], main["specialist"]
+        batch = ser["batch_size"]
+        stage = ser.get("stage_mfu", {})
+        stages = ", ".join(f"{_STAGE_NAMES[k]} {v:.2f}" for k, v in stage.items())
         if "caption_mfu" in main:
-            stage = main["ser"]["stage_mfu"]
-            note = (f"{main['preset']} at batch {batch}, {cap['dtype']}; by stage: vision {stage.get('vision', 0):.2f}, "
-                    f"first glance {stage.get('first_glance', 0):.2f}, refinement {stage.get('refine', 0):.2f}; "
-                    f"{cap['small']['preset']}: {cap['small'].get('caption_mfu', 0):.4f} (per-op overhead)")
+            note = (f"{main['preset']} at batch {batch}, {cap['dtype']}, {cap['threads']} threads, "
+                    f"{ser['new_tokens']} tokens per pass; by stage: {stages}; {small['preset']}: "
+                    f"{small.get('caption_mfu', 0):.5f} (per-op overhead)")
             if peak:
-                other_mfu = main["caption_mfu"] * peak["peak_ratio_used_over_other"]
-                note += f"; against the {peak['other_dtype']} peak it would read {other_mfu:.2f}"
+                note += f"; against the {peak['other_dtype']} peak: {main['caption_mfu'] * peak['peak_ratio_used_over_other']:.2f}"
             fig = figures["caption_mfu"].judge(main["caption_mfu"], note)
             if fig.status == "miss":
-                worst = min(stage, key=stage.get)
-                fig.note = (f"missed by {0.5 - fig.value:.2f}: the {worst.replace('_', ' ')} stage runs at "
-                            f"{stage[worst]:.2f} (decode steps read all LM weights per token: memory-bound); " + note)
-        single, ser = main["batch1"], main["ser"]
-        floor = ser["flops"]["total"] / ser["frames"] / peak[peak["used_dtype"]]["flops"] if peak else None
-        note = (f"batch 1: {single['seconds_per_frame']:.2f} s/frame, batch {batch}: {ser['seconds_per_frame']:.2f} "
-                f"s/frame; {cap['small']['preset']}: {cap['small']['batch_speedup']:.1f}x")
+                fig.note = (f"missed by {0.5 - fig.value:.2f}: the generation stages run {ser['new_tokens'] - 1} "
+                            f"decode steps per pass, each reading every LM weight for only {batch} tokens "
+                            f"(memory- and per-op-overhead-bound).{busy_note} " + note)
+        note = (f"batch 1: {single['seconds_per_frame']:.2f} s/frame, batch {batch}: {ser['seconds_per_frame']:.2f} s/frame; "
+                f"{small['preset']}: {small['batch_speedup']:.1f}x")
         fig = figures["batch_speedup"].judge(main["batch_speedup"], note)
-        if fig.status == "miss" and floor:
-            bound = single["seconds_per_frame"] / floor
-            fig.note = (f"missed by {4 - fig.value:.1f}x: at 100% MFU batching could reach at most {bound:.1f}x, "
-                        f"since batch 1 is already compute-bound ({_pct(floor / single['seconds_per_frame'])} of its "
-                        f"time is the FLOP floor: the ViT's 577-token and the LM's ~600-token prefills are large "
-                        f"matmuls at any batch size; only the decode steps gain); " + note)
+        if fig.status == "miss" and peak_flops:
+            floor = ser["flops"]["total"] / ser["frames"] / peak_flops
+            share = floor / single["seconds_per_frame"]
+            fig.note = (f"missed by {4 - fig.value:.2f}x: even at 100% MFU batch {batch} could be at most "
+                        f"{1 / share:.1f}x faster than batch 1 here - {_pct(share)} of batch 1's time is already the "
+                        f"FLOP floor (the ViT's 577-token and the LM's ~600-token prefills are large matmuls at batch "
+                        f"1; only the decode steps gain from batching); batch {batch} ran at MFU "
+                        f"{ser.get('mfu', 0):.2f}.{busy_note} " + note)
         ratio, flop_ratio = main["ser_over_specialist"], main["flop_ratio_ser_over_specialist"]
-        note = (f"batch {batch}; analytic FLOP ratio {flop_ratio:.2f}; {cap['small']['preset']}: "
-                f"{cap['small']['ser_over_specialist']:.2f}")
+        note = (f"batch {batch}; analytic FLOP ratio {flop_ratio:.2f}; within SeR's own run (whole / up to the end of "
+                f"the first glance): {main['ser_over_own_first_glance']:.2f}; {small['preset']}: "
+                f"{small['ser_over_specialist']:.2f}")
         fig = figures["ser_over_specialist"].judge(ratio, note)
         if fig.status == "miss":
-            fig.note = (f"missed by {ratio - 1.15:.2f}: the refinement pass (DeepLens + a second ~600-token LM "
-                        f"prefill and decode) adds {_pct(flop_ratio - 1)} FLOPs, and a compute-bound CPU pays "
-                        f"time in proportion, so <= 1.15 needs skipping real work; " + note)
+            refine_mfu, first_mfu = stage.get("refine", 0), stage.get("first_glance", 0)
+            fig.note = (f"missed by {ratio - 1.15:.2f}: the refinement pass (DeepLens + a second LM pass over a "
+                        f"~{576 + 30 + ser['new_tokens']}-token prompt) adds {_pct(flop_ratio - 1)} FLOPs, so at equal "
+                        f"efficiency the time ratio cannot go below ~{flop_ratio:.2f} without skipping real work"
+                        + (f"; it is higher because the refinement pass runs at MFU {refine_mfu:.2f} vs the "
+                           f"specialist's {spec.get('mfu', 0):.2f}" if ratio > flop_ratio * 1.03 else "")
+                        + f" (paper, batch 1 on a GPU: 1.34); " + note)
+
     gen = details.get("generalist")
     if gen and "generalist_over_ser" in gen:
+        flop_ratio = ""
+        if cap and "main" in cap:
+            ser_flops = cap["main"]["batch1"]["flops"]["total"] / cap["main"]["batch1"]["frames"]
+            flop_ratio = f"; analytic FLOP ratio {gen['flops_per_caption']['total'] / ser_flops:.1f}"
         figures["generalist_over_ser"].judge(
             gen["generalist_over_ser"],
-            f"{gen['architecture']}, batch 1, {gen['new_tokens']} tokens each, {gen['dtype']}: "
-            f"{gen['seconds_per_caption']:.1f} s vs SeR {gen['ser_seconds_per_caption']:.2f} s per caption; "
-            f"LM time extrapolated ({gen['extrapolation']}, {gen['seconds_per_layer']:.2f} s per layer)",
+            f"{gen['architecture']}, random weights, batch 1, {gen['new_tokens']} tokens each, {gen['dtype']}: "
+            f"{gen['seconds_per_caption']:.1f} s vs SeR {gen['ser_seconds_per_caption']:.2f} s per caption{flop_ratio}; "
+            + (f"LLaVA extrapolated ({gen['extrapolation']}: {gen['seconds_per_layer']:.2f} s per layer + "
+               f"{gen['seconds_rest']:.2f} s for the rest"
+               + (f"; two-depth fit: {gen['two_depth_fit']['seconds_per_caption']:.1f} s" if "two_depth_fit" in gen else "")
+               + ")" if gen["seconds_per_layer"] is not None else gen["extrapolation"]),
         )
+
     dec = details.get("decode")
     if dec:
-        note = (f"ffmpeg -f null {dec['ffmpeg_null_s']:.2f} s ({dec['total_frames']} frames); ours "
+        spacing = (dec["fps"] or 30.0) / 1.0
+        note = (f"ffmpeg -f null: {dec['ffmpeg_null_s']:.2f} s for all {dec['total_frames']} frames; ours: "
                 f"{dec['ours_s']:.2f} s for {dec['ours_frames']} frames at {dec['resize_to']} px "
-                f"({dec['ours_native_size_s']:.2f} s at native size)")
+                f"({dec['ours_native_size_s']:.2f} s at native size); {dec['width']}x{dec['height']} {dec['codec']}, "
+                f"keyframe every {dec['gop']} frames")
         fig = figures["decode_vs_ffmpeg"].judge(dec["decode_vs_ffmpeg"], note)
         if fig.status == "miss":
-            fig.note = (f"missed by {0.9 - fig.value:.2f}: keyframes every {dec['gop']} frames but samples every "
-                        f"{dec['fps']:.0f}, so every frame must be decoded anyway (seeking skips nothing) and "
-                        f"decord's per-frame path (plus scaling) is slower than ffmpeg's; " + note)
+            why = (f"keyframes come every {dec['gop']} frames but samples every {spacing:.0f}, so every frame has to "
+                   f"be decoded anyway (seeking cannot skip work) and decord's decode loop is slower than ffmpeg's "
+                   f"frame-threaded one" if dec["gop"] > spacing else
+                   "decord seeks to every sample, and seeking costs more than decoding through")
+            fig.note = f"missed by {0.9 - fig.value:.2f}: {why}.{busy_note} " + note
+
     e2e = details.get("e2e")
     if e2e:
         ours, loop = e2e["ours"], e2e["loop"]
         note = (f"{e2e['videos']} videos x {e2e['video_seconds']:g} s, {e2e['questions']} questions; ours "
-                f"{ours['seconds']:.1f} s (captions {ours['caption_s']:.1f}, waiting for frames "
-                f"{ours['decode_wait_s']:.1f}, answers {ours['answer_s']:.1f}) vs loop {loop['seconds']:.1f} s "
-                f"(captions {loop['caption_s']:.1f}, decode {loop['decode_s']:.1f}, answers {loop['answer_s']:.1f}); "
-                f"vLLM start-up {e2e['vllm_startup_s_excluded']:.0f} s excluded from both; same transcripts: "
-                f"{e2e['same_transcripts']}")
+                f"{ours['seconds']:.1f} s (captioning {ours['caption_s']:.1f}, waiting for frames "
+                f"{ours['decode_wait_s']:.1f}, answering {ours['answer_s']:.1f}) vs loop {loop['seconds']:.1f} s "
+                f"(captioning {loop['caption_s']:.1f}, decoding {loop['decode_s']:.1f}, answering "
+                f"{loop['answer_s']:.1f}); vLLM start-up ({e2e['vllm_startup_s_excluded']:.0f} s) excluded from both; "
+                f"same transcripts: {e2e['same_transcripts']}")
         fig = figures["e2e_speedup_vs_loop"].judge(e2e["e2e_speedup_vs_loop"], note)
         if fig.status == "miss":
-            fig.note = f"missed by {3 - fig.value:.1f}x; " + note
+            fig.note = f"missed by {3 - fig.value:.2f}x.{busy_note} " + note
     return figures
+
+
+_STAGE_NAMES = {"vision": "vision", "first_glance": "first glance", "refine": "refinement"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
 
 
 _FIGURES_OF_STEP = {
@@ -855,16 +1026,27 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
     from captioner.inference import resolve_dtype
     from videoqa.outputs import environment
 
+    from captioner.inference import resolve_device
+
     work.mkdir(parents=True, exist_ok=True)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    device = str(resolve_device(settings.device))
     started = time.perf_counter()
     details: dict[str, Any] = {"errors": {}}
+    contention = {"start": contention_probe()}
+    details["contention"] = contention
+    threads = settings.threads or auto_threads(contention["start"])
+    if threads != torch.get_num_threads():
+        _say(f"torch threads: {threads}" + ("" if settings.threads else
+             " (other processes hold cores: a thread on a busy core stalls every parallel op)"))
+    torch.set_num_threads(threads)
+    details["threads"] = {"used": threads, "cores": os.cpu_count(), "chosen": "--threads" if settings.threads else "auto"}
     machine = environment() | {
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": resolve_dtype("auto", "cpu") == torch.bfloat16,
         "load_average_before": os.getloadavg(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
     }
 
     def attempt(step: str, action: Callable[[], Any]) -> Any:
@@ -882,11 +1064,13 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
         return result
 
     def peak_step() -> dict[str, Any]:
-        used = str(resolve_dtype(settings.dtype, "cpu")).removeprefix("torch.")
-        out = {dtype: measure_peak_flops(dtype, settings.peak_shapes, settings.peak_seconds)
+        used = str(resolve_dtype(settings.dtype, device)).removeprefix("torch.")
+        shapes = settings.peak_shapes_gpu if device.startswith("cuda") else settings.peak_shapes
+        out = {dtype: measure_peak_flops(dtype, shapes, settings.peak_seconds, device)
                for dtype in ("float32", "bfloat16")}
         other = "bfloat16" if used == "float32" else "float32"
-        out |= {"used_dtype": used, "other_dtype": other, "nominal_fp32": nominal_fp32_flops(),
+        out |= {"used_dtype": used, "other_dtype": other, "device": device,
+                "nominal_fp32": None if device.startswith("cuda") else nominal_fp32_flops(),
                 "threads": torch.get_num_threads(),
                 # MFU against the other dtype's peak = MFU x this ratio
                 "peak_ratio_used_over_other": out[used]["flops"] / out[other]["flops"]}
@@ -894,13 +1078,18 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
 
     details["peak"] = attempt("peak", peak_step)
     peak_used = details["peak"][details["peak"]["used_dtype"]] if details["peak"] else None
-    details["caption"] = attempt("caption", lambda: caption_step(settings, peak_used))
+    details["caption"] = attempt("caption", lambda: caption_step(settings, peak_used, device))
     ser_b1 = details["caption"]["main"]["batch1"]["seconds_per_frame"] if details["caption"] else None
-    details["generalist"] = attempt("generalist", lambda: generalist_step(settings, ser_b1, peak_used))
-    captioner_side = 64 if settings.preset.startswith("tiny-") else 336
+    details["generalist"] = attempt("generalist", lambda: generalist_step(settings, ser_b1, peak_used, device))
+    from captioner.presets import get_config
+
+    captioner_side = get_config(settings.preset).vision_config.image_size  # what decoding resizes to
     details["decode"] = attempt("decode", lambda: decode_step(settings, work, captioner_side))
-    details["e2e"] = attempt("e2e", lambda: e2e_step(settings, work))
+    details["e2e"] = attempt("e2e", lambda: e2e_step(settings, work, device))
     machine["load_average_after"] = os.getloadavg()
+    contention["end"] = contention_probe()
+    contention["busy"] = contention["start"]["busy"] or contention["end"]["busy"]
+    machine["contention"] = contention
 
     figures = build_figures(details)
     report: dict[str, Any] = {name: figures[name].value for name in FIGURES}
@@ -921,8 +1110,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", default="outputs/bench", help="generated videos and tiny models (kept)")
     parser.add_argument("--only", help=f"comma-separated steps to run ({', '.join(STEPS)}); default: all")
     parser.add_argument("--batch-size", type=int, help="captioning batch size B of the caption figures")
-    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int,
+        help="torch threads (default: all cores, or the free ones when other processes keep some busy)",
+    )
     parser.add_argument("--dtype", help="captioner dtype: auto (fp32 on CPUs without native bf16), fp32, bf16")
+    parser.add_argument("--device", help="auto (cuda when available), cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--llava-layers", metavar="K1,K2",
+        help="LLaVA-1.5-7B depths to time (default 2,4; quick 2): the deepest is scaled to 32 layers; 32 = no scaling",
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the tests' smoke sizes
 
 
@@ -934,6 +1131,10 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         settings = replace(settings, threads=args.threads)
     if args.dtype:
         settings = replace(settings, dtype=args.dtype)
+    if args.device:
+        settings = replace(settings, device=args.device)
+    if args.llava_layers:
+        settings = replace(settings, llava_layers=tuple(int(k) for k in args.llava_layers.split(",")))
     return settings
 
 

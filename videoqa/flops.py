@@ -78,7 +78,8 @@ def shape_of(config: Any) -> TransformerShape:
     if kind == "opt":
         return TransformerShape(
             config.num_hidden_layers, config.hidden_size, config.ffn_dim, heads, config.hidden_size // heads, heads,
-            vocab=config.vocab_size, embed_dim=config.word_embed_proj_dim,
+            vocab=config.vocab_size,
+            embed_dim=None if config.word_embed_proj_dim == config.hidden_size else config.word_embed_proj_dim,
         )
     # LLaMA, Qwen2, Mistral: gated MLP, grouped-query attention
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -290,16 +291,19 @@ def floor_table(peak: float = 989e12) -> str:
     first = 1 + 576 + 16
     ser_parts = ser_caption_flops(ser, first_prompt=first, new_tokens=60, refine_prompts=[first + 64], drafts=[60])
     spec_parts = ser_caption_flops(specialist, first_prompt=first, new_tokens=60)
+    vision = vision_flops(ser.vision_config, 23)
+    llava = vision + mlp_flops(576, [1024, 4096, 4096]) + decoder_flops(LLAMA2_7B, first, 60)
     rows = [
-        ("CLIP ViT-L/14-336, 23 of 24 layers, per frame", vision_flops(ser.vision_config, 23)),
+        ("CLIP ViT-L/14-336, 23 of 24 layers, per frame", vision),
         ("SeR caption (60 tokens, both glances), per frame", ser_parts["total"]),
         ("specialist caption (60 tokens), per frame", spec_parts["total"]),
+        ("LLaVA-1.5-7B caption (60 tokens), per frame", llava),
         ("OPT-125M, per token (context 640)", token_flops(OPT_125M, 640)),
         ("LLaMA-2-7B, per token (context 640)", token_flops(LLAMA2_7B, 640)),
         ("Qwen2.5-14B, per token (context 1)", token_flops(QWEN25_14B, 1)),
         ("Qwen2.5-14B, per token (context 38,550)", token_flops(QWEN25_14B, 38550)),
     ]
-    lines = ["| quantity | GFLOPs |", "|---|---:|"] + [f"| {name} | {value / 1e9:,.1f} |" for name, value in rows]
+    lines = ["| quantity | GFLOPs |", "|---|---:|"] + [f"| {name} | {value / 1e9:,.2f} |" for name, value in rows]
     floor = video_floor(peak=peak)
     lines += [
         "",
@@ -310,6 +314,7 @@ def floor_table(peak: float = 989e12) -> str:
         "|---|---:|",
         f"| vision tower | {floor.vision_s:.3f} |",
         f"| SeR captioning (vision included) | {floor.caption_s:.3f} |",
+        f"| (LLaVA-1.5-7B captioning instead, for comparison) | {floor.frames * llava / peak:.3f} |",
         f"| answering, Qwen2.5-14B (prefill of the transcript) | {floor.answer_s:.3f} |",
         f"| total | {floor.caption_s + floor.answer_s:.3f} |",
     ]

@@ -28,6 +28,7 @@ from videoqa.config import RunConfig, dump_config
 from videoqa.datasets import load_questions
 from videoqa.errors import UserError
 from videoqa.frames import DecodeStats, stream_videos
+from videoqa.llm import load_backend
 from videoqa.llm.base import LLMBackend
 from videoqa.outputs import environment, new_run_id, safe_name, to_jsonable, write_json, write_jsonl
 from videoqa.registry import CAPTIONERS, LLM_BACKENDS
@@ -301,7 +302,7 @@ class LazyBackend:
     def get(self) -> LLMBackend:
         if self._backend is None:
             started = time.perf_counter()
-            self._backend = LLM_BACKENDS.get(self.config.backend)(self.config)
+            self._backend = load_backend(self.config)
             self.startup_s = time.perf_counter() - started
         return self._backend
 

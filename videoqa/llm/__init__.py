@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from videoqa.errors import MissingModelError
-from videoqa.llm.base import Completion
+from videoqa.llm.base import Completion, LLMBackend
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
@@ -117,3 +117,10 @@ def validate_choices(choices: list[str] | tuple[str, ...]) -> None:
         raise ValueError("choose() needs at least one choice per prompt")
     if len(set(choices)) != len(choices):
         raise ValueError(f"duplicate choices: {list(choices)}")
+
+
+def load_backend(config) -> "LLMBackend":
+    """The registered backend named by `config.backend`, built from an `LLMConfig`."""
+    from videoqa.registry import LLM_BACKENDS
+
+    return LLM_BACKENDS.get(config.backend)(config)
