@@ -91,3 +91,18 @@ def test_missing_files_say_where_egoschema_comes_from(tmp_path):
     (tmp_path / "bad" / "questions.json").write_text("[{")
     with pytest.raises(UserError, match="questions.json: not valid JSON"):
         load_questions(_cfg(tmp_path / "bad"))
+
+
+def test_categories_file_gives_per_category_accuracy(tmp_path):
+    from eval.qa_metrics import score
+    from videoqa.types import Answer
+
+    root = _write(tmp_path / "ego", [_item("a"), _item("b"), _item("c")], {"a": 0, "b": 1, "c": 2})
+    (root / "cats.json").write_text(json.dumps({"purpose": ["a", "b"], "tools": ["c"]}))
+    questions = load_questions(_cfg(root, categories_file="cats.json"))
+    assert [q.meta.get("category") for q in questions] == ["purpose", "purpose", "tools"]
+    metrics = score(questions, [Answer("a", 0, "A"), Answer("b", 0, "A"), Answer("c", 2, "C")])
+    assert metrics["per_category"] == {"purpose": {"accuracy": 0.5, "questions": 2}, "tools": {"accuracy": 1.0, "questions": 1}}
+    (root / "bad.json").write_text(json.dumps({"purpose": 3}))
+    with pytest.raises(UserError, match="bad.json: field 'purpose': expected a category name"):
+        load_questions(_cfg(root, categories_file="bad.json"))

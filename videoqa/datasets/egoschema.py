@@ -6,6 +6,8 @@
 
 split "subset": the questions that have an answer, scored for accuracy.
 split "full":   every question, no answers; the run writes a submission file {q_uid: int}.
+options.categories_file (optional, under data_root): {q_uid: category} or {category: [q_uid, ...]}
+for per-category accuracy in metrics.json.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ def load_egoschema(config: DatasetConfig) -> list[Question]:
     else:
         raise UserError(f"dataset egoschema: field 'split': expected 'subset' or 'full', got {config.split!r}")
 
+    categories = _categories(root, config.options.get("categories_file"))
     video_roots = [root / "videos", root]
     questions = []
     for i, item in enumerate(items):
@@ -66,7 +69,8 @@ def load_egoschema(config: DatasetConfig) -> list[Question]:
                 question=require_str(item, "question", questions_path, where),
                 options=options,
                 answer=answers.get(uid),
-                meta={"google_drive_id": item.get("google_drive_id")},
+                meta={"google_drive_id": item.get("google_drive_id")}
+                | ({"category": categories[uid]} if uid in categories else {}),
             )
         )
     if not questions:
@@ -75,3 +79,22 @@ def load_egoschema(config: DatasetConfig) -> list[Question]:
             + (f" (none of its q_uids appear in {answers_path})" if config.split == "subset" else "")
         )
     return questions
+
+
+def _categories(root: Path, name: str | None) -> dict[str, str]:
+    """Optional {q_uid: category} (or {category: [q_uid, ...]}) for per-category accuracy."""
+    if not name:
+        return {}
+    path = root / name
+    data = read_json(path, "EgoSchema categories file", "a JSON object {q_uid: category} or {category: [q_uid, ...]}")
+    if not isinstance(data, dict):
+        raise AnnotationError(path, "(top level)", "a JSON object {q_uid: category} or {category: [q_uid, ...]}")
+    categories: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, str):
+            categories[key] = value
+        elif isinstance(value, list) and all(isinstance(uid, str) for uid in value):
+            categories.update((uid, key) for uid in value)
+        else:
+            raise AnnotationError(path, key, "a category name, or a list of q_uids")
+    return categories
