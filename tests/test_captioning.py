@@ -1,5 +1,6 @@
 """The caption stage's batching across videos, ordering and failure handling."""
 import numpy as np
+import pytest
 
 from videoqa.captioners.base import Captioner
 from videoqa.captioning import CaptionStats, caption_stream
@@ -55,3 +56,42 @@ def test_video_failing_midway_is_reported_not_emitted():
     out = list(caption_stream(stream, BrightnessCaptioner(), "f", batch_size=8))
     assert [type(o).__name__ for o in out] == ["VideoFailure", "VideoCaptions"]
     assert out[1].video_id == "b"
+
+
+class OutOfMemoryError(RuntimeError):
+    """Stands in for torch.OutOfMemoryError (matched by class name, as CUDA's is)."""
+
+
+class SmallMemoryCaptioner(BrightnessCaptioner):
+    """Runs out of memory above `limit` frames per batch, like a GPU that is too small."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def caption(self, images, prompt):
+        if len(images) > self.limit:
+            self.batch_sizes.append(-len(images))
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().caption(images, prompt)
+
+
+def test_out_of_memory_halves_the_batch_retries_and_keeps_the_smaller_size():
+    stream = [_chunk("a", list(range(10, 18)), 0, final=True), _chunk("b", list(range(20, 28)), 0, final=True)]
+    captioner = SmallMemoryCaptioner(limit=3)
+    stats = CaptionStats()
+    out = list(caption_stream(stream, captioner, "f", batch_size=8, stats=stats))
+    assert [c.text for c in out[0].captions] == [f"f {v}" for v in range(10, 18)]
+    assert [c.text for c in out[1].captions] == [f"f {v}" for v in range(20, 28)]
+    assert captioner.batch_sizes[:4] == [-8, -4, 2, 2]  # 8 fails, 4 fails, then halves of 2
+    assert stats.batch_size == 2 and max(captioner.batch_sizes) == 2  # later batches start small
+    assert stats.oom_backoffs >= 2
+
+
+def test_other_errors_are_not_swallowed():
+    class Broken(BrightnessCaptioner):
+        def caption(self, images, prompt):
+            raise ValueError("bad weights")
+
+    with pytest.raises(ValueError, match="bad weights"):
+        list(caption_stream([_chunk("a", [1, 2], 0, final=True)], Broken(), "f", batch_size=2))

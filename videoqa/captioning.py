@@ -6,6 +6,7 @@ emitted as soon as its last frame is captioned.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -17,6 +18,16 @@ from videoqa.captioners.base import Captioner
 from videoqa.types import Caption, FrameBatch, VideoCaptions, VideoFailure
 
 
+log = logging.getLogger(__name__)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's torch.OutOfMemoryError or the CPU allocator's RuntimeError (no torch import needed)."""
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error))
+    )
+
+
 @dataclass
 class CaptionStats:
     frames: int = 0
@@ -24,6 +35,23 @@ class CaptionStats:
     caption_s: float = 0.0  # time inside the captioner
     wait_s: float = 0.0  # time the captioner waited for decoded frames
     per_video_caption_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    batch_size: int = 0  # the batch size in use; lowered after an out-of-memory error
+    oom_backoffs: int = 0
+
+
+def caption_with_backoff(captioner: Captioner, images: list, prompt: str, stats: CaptionStats) -> list[str]:
+    """Caption `images`; on out-of-memory, halve the batch and retry (and keep the smaller size)."""
+    try:
+        return captioner.caption(images, prompt)
+    except Exception as error:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+        if len(images) == 1 or not is_out_of_memory(error):
+            raise
+    half = len(images) // 2
+    stats.batch_size, stats.oom_backoffs = min(stats.batch_size or half, half), stats.oom_backoffs + 1
+    log.warning("out of memory captioning %d frames: retrying at batch size %d", len(images), half)
+    return caption_with_backoff(captioner, images[:half], prompt, stats) + caption_with_backoff(
+        captioner, images[half:], prompt, stats
+    )
 
 
 def caption_stream(
@@ -34,6 +62,7 @@ def caption_stream(
     stats: CaptionStats | None = None,
 ) -> Iterator[VideoCaptions | VideoFailure]:
     stats = stats if stats is not None else CaptionStats()
+    stats.batch_size = batch_size
     queue: deque[tuple[str, float, np.ndarray]] = deque()  # frames waiting for a batch
     captions: dict[str, list[Caption]] = defaultdict(list)
     waiting: dict[str, int] = defaultdict(int)  # frames of a video not yet captioned
@@ -44,7 +73,7 @@ def caption_stream(
     def run_batch(n: int) -> Iterator[VideoCaptions]:
         batch = [queue.popleft() for _ in range(n)]
         started = time.perf_counter()
-        texts = captioner.caption([image for _, _, image in batch], prompt)
+        texts = caption_with_backoff(captioner, [image for _, _, image in batch], prompt, stats)
         elapsed = time.perf_counter() - started
         stats.caption_s += elapsed
         stats.batches += 1
@@ -82,7 +111,7 @@ def caption_stream(
             if waiting[item.video_id] == 0:  # a final chunk with no frames
                 complete.discard(item.video_id)
                 yield VideoCaptions(item.video_id, captions.pop(item.video_id, []), item.duration)
-        while len(queue) >= batch_size:
-            yield from run_batch(batch_size)
+        while len(queue) >= stats.batch_size:
+            yield from run_batch(stats.batch_size)
     while queue:
-        yield from run_batch(min(batch_size, len(queue)))
+        yield from run_batch(min(stats.batch_size, len(queue)))

@@ -203,6 +203,8 @@ def caption_videos(config: RunConfig, videos: list[tuple[str, Path]], progress: 
         "decode_truncated": decode_stats.truncated,  # videos that ended early (frames kept)
         "frames_captioned": stats.frames,
         "caption_batches": stats.batches,
+        "caption_batch_size": stats.batch_size or config.captioner.batch_size,  # after any OOM backoff
+        "caption_oom_backoffs": stats.oom_backoffs,
         "videos_from_cache": len(videos) - len(todo),
         "per_video": {
             vid: {
