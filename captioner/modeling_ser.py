@@ -531,13 +531,19 @@ class SeRForCaptioning(SeRPreTrainedModel):
     # -- generation -------------------------------------------------------------------------------
 
     def generation_config_for(self, max_new_tokens: int, **overrides: Any) -> GenerationConfig:
-        """Greedy decoding with the KV cache; the `<image>` placeholder can never be generated."""
+        """Greedy decoding with the KV cache; the `<image>` placeholder can never be generated.
+
+        The cache is preallocated for prompt + max_new_tokens ("static"): the default dynamic cache
+        concatenates every layer's keys and values at every step, which re-copies the ~600-token
+        cache each step (decode steps ~30 % slower for the full-size model on a CPU, same ids).
+        """
         text = self.config.text_config
         settings = dict(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
             use_cache=True,
+            cache_implementation="static",
             eos_token_id=text.eos_token_id,
             pad_token_id=text.pad_token_id,
             bos_token_id=text.bos_token_id,
