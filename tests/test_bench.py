@@ -11,28 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import torch
 
 from captioner import inference
 from captioner.inference import batch_limit, generate_captions, is_out_of_memory, load_model
 from captioner.presets import build_tiny_checkpoint, get_config
 from videoqa import bench
+from tests.conftest import random_images
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "Describe this frame within 50 words"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def images(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+images = random_images
 
 
 @pytest.fixture(scope="module")

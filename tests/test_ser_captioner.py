@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 import torch
 
 from captioner.inference import CaptionResult, first_glance, generate_captions, load_model, refine_once
@@ -14,22 +15,15 @@ from captioner.presets import build_tiny_checkpoint
 from videoqa.config import CaptionerConfig
 from videoqa.errors import MissingModelError, UserError
 from videoqa.registry import CAPTIONERS
+from tests.conftest import random_images
 
 PROMPT = "Describe this frame within 50 words"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead; one thread avoids spin-waiting on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def images(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+images = random_images
 
 
 @pytest.fixture(scope="module")

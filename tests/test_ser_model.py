@@ -5,29 +5,23 @@ import json
 
 import numpy as np
 import pytest
+
 import torch
 
 from captioner.describe import describe_preset, run as describe_run
 from captioner.modeling_ser import SeRConfig, SeRForCaptioning
 from captioner.presets import build_tiny_checkpoint, get_config, tiny_tokenizer
 from captioner.processing_ser import IGNORE_INDEX, SeRProcessor, clip_image_processor
+from tests.conftest import random_images
 
 CAPTIONS = ["a cat sitting on a brown chair", "a man rides a red bike", "two dogs play on the grass"]
 PSEUDO_INITIAL = ["a dog sitting on a brown chair", "a woman rides a red bike", "two cats play"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are dominated by per-op overhead; one thread avoids spin-waiting on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def images(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+images = random_images
 
 
 def tiny(preset: str = "tiny-ser", seed: int = 0, **overrides) -> tuple[SeRForCaptioning, SeRProcessor]:
