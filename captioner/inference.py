@@ -8,7 +8,7 @@ Per batch of images:
 Prompts are left-padded so each caption is what the image would get alone (batch invariance).
 
 Speed: the ViT stops at the deepest layer a glance reads (the last layer of ViT-L is never run,
-see `SeRVisionTower`); generation keeps a KV cache and runs under `torch.inference_mode`; the
+see `SeRVisionTower`); generation keeps a preallocated KV cache and runs under `torch.inference_mode`; the
 default dtype is bf16 where the hardware multiplies bf16 natively (GPUs, AVX512-BF16/AMX CPUs) and
 fp32 elsewhere (`resolve_dtype`); an out-of-memory error halves the batch and retries
 (`generate_captions`). `videoqa bench` measures all of this (docs/performance.md).

@@ -16,10 +16,10 @@ Random weights would let captions end at any length, so every captioning run for
 number of generated tokens (min_new_tokens = max_new_tokens) and the FLOPs are counted from the
 real prompt and draft lengths (videoqa/flops.py). Modes: --quick (< 5 minutes on 2 CPU cores;
 fewer frames and tokens, LLaVA scaled up from a 2-layer model, vLLM without
-torch.compile), full (the default; ~15-20 minutes on 2 cores). docs/performance.md explains the
-figures.
+torch.compile), full (the default; ~10 minutes on an idle 2-core CPU). docs/performance.md explains
+the figures.
 
-This module is imported whenever the CLI parser is built: nothing heavy at module level.
+The CLI imports this module to build the bench's arguments: nothing heavy at module level.
 """
 from __future__ import annotations
 
