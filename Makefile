@@ -4,9 +4,10 @@ STAMP := $(VENV)/.videoqa-installed
 
 .PHONY: demo test install bench
 
+# install.sh prints its own lines (flavour, then the installed versions); make's echo would repeat them
 $(STAMP): pyproject.toml scripts/install.sh
-	bash scripts/install.sh $(VENV)
-	touch $(STAMP)
+	@bash scripts/install.sh $(VENV)
+	@touch $(STAMP)
 
 install: $(STAMP)
 

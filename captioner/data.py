@@ -36,7 +36,8 @@ from typing import Any, Iterable, Literal, Sequence
 
 from torch.utils.data import Dataset as TorchDataset
 
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base import jsonl
+from videoqa_base.errors import AnnotationError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class CaptionRecord:
     initial_captions: list[list[str]] | None = None
     image_id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # where the record came from, "<file>: <record>" (for reports; not written by to_json)
+    source: str = ""
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {"image": self.image, "captions": self.captions}
@@ -133,7 +136,8 @@ def read_llava_json(path: str | Path) -> list[CaptionRecord]:
         if not captions:
             raise AnnotationError(path, f"{where}.conversations", "at least one 'gpt' turn (the caption)")
         image_id = str(entry.get("id", entry["image"]))
-        records.append(CaptionRecord(entry["image"], captions, image_id=image_id, meta={"prompts": prompts}))
+        records.append(CaptionRecord(entry["image"], captions, image_id=image_id, meta={"prompts": prompts},
+                                     source=f"{path}: {where}"))
     if text_only:
         logger.info("%s: skipped %d text-only entries (no 'image' key)", path, text_only)
     return records
@@ -169,7 +173,8 @@ def read_coco_karpathy(path: str | Path, split: str | None = "train") -> list[Ca
             captions.append(sentence["raw"].strip())
         image = os.path.join(entry.get("filepath") or "", entry["filename"])
         image_id = str(entry.get("cocoid", entry.get("imgid", image)))
-        records.append(CaptionRecord(image, captions, image_id=image_id, meta={"split": entry["split"]}))
+        records.append(CaptionRecord(image, captions, image_id=image_id, meta={"split": entry["split"]},
+                                     source=f"{path}: {where}"))
     if not records:
         raise AnnotationError(path, "images[*].split", f"at least one image of split {split!r}")
     return records
@@ -192,21 +197,9 @@ def _initial_captions(path: Path, where: str, value: Any, n_captions: int) -> li
 def read_jsonl(path: str | Path) -> list[CaptionRecord]:
     """Plain JSONL: `{"image", "captions": [...], "initial_captions"?: [...], "id"?}` per line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path}: annotation file not found") from None
     records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, row in jsonl.read_jsonl(path):
         where = f"line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(path, where, f"one JSON object per line ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise AnnotationError(path, where, "a JSON object")
         if not _non_empty_str(row.get("image")):
             raise AnnotationError(path, f"{where}.image", "a non-empty image path")
         captions = row.get("captions")
@@ -257,14 +250,8 @@ def load_records(path: str | Path, format: AnnotationFormat = "auto", split: str
 
 
 def write_jsonl(records: Iterable[CaptionRecord], path: str | Path) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    """Write records as plain JSONL (atomically); returns how many."""
+    return jsonl.write_jsonl(path, (record.to_json() for record in records))
 
 
 def expand_pairs(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from captioner.presets import PRESETS
+import torch
+
+from captioner.modeling_ser import SeRForCaptioning
+from captioner.presets import PRESETS, get_config
 
 # the paper's sizes (Sec. 3.1, Sec. 6, App. C) that the full presets should match within 5%
 PAPER_PARAMETERS = {"specialist": {"total": 450e6}, "ser": {"total": 500e6, "deeplens": 50e6}}
@@ -21,11 +24,6 @@ def count_parameters(model) -> dict[str, int]:
 
 
 def describe_preset(preset: str, **overrides) -> dict[str, int]:
-    import torch
-
-    from captioner.modeling_ser import SeRForCaptioning
-    from captioner.presets import get_config
-
     config = get_config(preset, **overrides)
     with torch.device("meta"):
         model = SeRForCaptioning(config)

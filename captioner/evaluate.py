@@ -20,7 +20,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from videoqa.errors import AnnotationError, UserError
+from captioner.data import CaptionDataset, detect_format, expand_pairs, load_records
+from captioner.metrics import compute_caption_metrics, write_report
+from videoqa_base import jsonl
+from videoqa_base.errors import AnnotationError, UserError
 
 _ID_KEYS = ("id", "image_id", "image")
 
@@ -38,14 +41,8 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"{path}: predictions file not found")
     text = path.read_text(encoding="utf-8")
-    rows: list[tuple[str, Any]] = []
     if path.suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append((f"line {number}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise AnnotationError(path, f"line {number}", f"one JSON object per line ({exc.msg})") from None
+        rows: list[tuple[str, Any]] = [(f"line {number}", row) for number, row in jsonl.parse_jsonl(text, path)]
     else:
         try:
             data = json.loads(text)
@@ -79,8 +76,6 @@ def read_predictions(path: str | Path) -> dict[str, str]:
 
 def read_references(path: str | Path, split: str | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Reference captions by image id, plus a map image path -> id for path-keyed predictions."""
-    from captioner.data import detect_format, load_records
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: references file not found")
@@ -165,16 +160,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_predictions(args: argparse.Namespace) -> int:
     """Caption every image of the references file with `args.model`; write JSONL to args.predictions."""
-    from captioner.data import CaptionDataset, detect_format, expand_pairs, load_records
-    from captioner.inference import generate_captions, load_model
+    from captioner.inference import generate_captions, load_model  # transformers loads only to caption
 
     fmt = detect_format(args.references)
     records = load_records(args.references, fmt, split=args.split if fmt == "coco-karpathy" else None)
     dataset = CaptionDataset(expand_pairs(records), args.image_root)
     model, processor = load_model(args.model, dtype=args.dtype, device=args.device)
-    out = Path(args.predictions)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
+
+    def rows():
         for start in range(0, len(records), args.batch_size):
             chunk = records[start : start + args.batch_size]
             images = [dataset.load_image(r.image) for r in chunk]
@@ -183,13 +176,12 @@ def write_predictions(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, refine_steps=args.refine_steps,
             )
             for record, caption in zip(chunk, captions):
-                f.write(json.dumps({"id": record.image_id, "image": record.image, "caption": caption}) + "\n")
-    return len(records)
+                yield {"id": record.image_id, "image": record.image, "caption": caption}
+
+    return jsonl.write_jsonl(args.predictions, rows())
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.caption_metrics import compute_caption_metrics
-
     if args.model:
         count = write_predictions(args)
         print(f"captioned {count} images with {args.model} -> {args.predictions}")
@@ -218,10 +210,5 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.per_image:
         report["per_image"] = result.per_image
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(table + "\n")
+    write_report(report, table, args.json_out, args.markdown)
     return 0

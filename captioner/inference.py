@@ -15,7 +15,6 @@ fp32 elsewhere (`resolve_dtype`); an out-of-memory error halves the batch and re
 """
 from __future__ import annotations
 
-import gc
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -26,7 +25,9 @@ import torch
 
 from captioner.modeling_ser import SeRForCaptioning, VisionBuffer
 from captioner.processing_ser import SeRProcessor
-from videoqa.errors import MissingModelError, UserError
+from videoqa_base.batching import is_out_of_memory, map_in_batches
+from videoqa_base.device import cpu_has_native_bf16, resolve_device, resolve_dtype
+from videoqa_base.errors import MissingModelError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +40,6 @@ class CaptionResult:
     initial: list[str]
     refined: list[str]
     steps: list[list[str]] = field(default_factory=list)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates
-    bf16 and it is several times slower than fp32 (measured by `videoqa bench`: ~4x on AVX2)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: trust torch's own check
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
-    """auto: bf16 on GPUs that support it, else fp16 on GPU; on CPU bf16 only where the CPU has
-    bf16 instructions, else fp32 (the faster one there)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if torch.device(device).type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
-    if dtype not in names:
-        raise UserError(f"unknown dtype {dtype!r} (known: auto, {', '.join(names)})")
-    return names[dtype]
 
 
 class MissingCheckpointError(MissingModelError):
@@ -150,23 +119,9 @@ def _min_tokens(min_new_tokens: int) -> dict[str, int]:
 _BATCH_LIMITS: "weakref.WeakKeyDictionary[SeRForCaptioning, int]" = weakref.WeakKeyDictionary()
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA; torch.cuda.OutOfMemoryError is the same class) or the CPU
-    allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
-    )
-
-
 def batch_limit(model: SeRForCaptioning) -> int | None:
     """The reduced batch size `generate_captions` settled on after an out-of-memory error, if any."""
     return _BATCH_LIMITS.get(model)
-
-
-def _free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 @torch.inference_mode()
@@ -201,39 +156,24 @@ def generate_captions(
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
 
-    def caption_batch(chunk: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
+    def caption_batch(chunk: Sequence[Any]) -> list[list[str]]:
+        """Per image: its first-glance caption, then its caption after each refinement step."""
         buffer = model.encode_images(processor.preprocess_images(chunk))  # the only ViT pass
         ids = first_glance(model, processor, buffer, prompt, max_new_tokens, min_new_tokens)
-        texts = [processor.decode_caption(row) for row in ids]
-        refined = []
+        passes = [[processor.decode_caption(row) for row in ids]]
         for _ in range(refine_steps):
             ids = refine_once(model, processor, buffer, prompt, ids, max_new_tokens, min_new_tokens)
-            refined.append([processor.decode_caption(row) for row in ids])
-        return texts, refined
+            passes.append([processor.decode_caption(row) for row in ids])
+        return [list(per_image) for per_image in zip(*passes)]
 
-    batch_size = min(batch_size, _BATCH_LIMITS.get(model, batch_size))
-    initial: list[str] = []
-    steps: list[list[str]] = [[] for _ in range(refine_steps)]
-    start = 0
-    while start < len(images):
-        chunk = images[start : start + batch_size]
-        try:
-            texts, refined = caption_batch(chunk)
-        except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled
-            if not is_out_of_memory(error) or len(chunk) == 1:
-                raise
-            texts = None
-        if texts is None:  # out of memory: halve the batch and retry (outside `except`, so the
-            # traceback's frames, which hold the batch's tensors, are gone before memory is freed)
-            batch_size = max(1, len(chunk) // 2)
-            _BATCH_LIMITS[model] = batch_size
-            log.warning("out of memory captioning %d images: retrying at batch size %d", len(chunk), batch_size)
-            _free_memory()
-            continue
-        initial += texts
-        for step, captions in enumerate(refined):
-            steps[step] += captions
-        start += len(chunk)
+    def keep_limit(size: int) -> None:
+        _BATCH_LIMITS[model] = size
+
+    per_image = map_in_batches(
+        caption_batch, images, min(batch_size, _BATCH_LIMITS.get(model, batch_size)), on_backoff=keep_limit
+    )
+    initial = [captions[0] for captions in per_image]
+    steps = [[captions[step] for captions in per_image] for step in range(1, refine_steps + 1)]
     final = steps[-1] if steps else initial
     if return_initial:
         return CaptionResult(initial=initial, refined=final, steps=steps)

@@ -18,10 +18,10 @@ this file:
     first glance -> initial caption                 first_glance_tokens() + generate_ids()
     one more glance -> refined caption              refine_tokens() + generate_ids()
 
-Variants of Tab. 3 are config switches (see SeRConfig): the single-pass specialist (`refine=False`),
-SeR with (1)+(2) (default), with (1) only (`deeplens_multilayer_input=False`), with (2) only
-(`deeplens_caption_input=False`), "single glance with (2)" (`refine=False,
-first_glance_multilayer=True`), and iterative refinement (`refine_steps`, App. B.6).
+Variants of Tab. 3 are config switches (SeRConfig, in captioner/configuration_ser.py): the
+single-pass specialist (`refine=False`), SeR with (1)+(2) (default), with (1) only
+(`deeplens_multilayer_input=False`), with (2) only (`deeplens_caption_input=False`), "single glance
+with (2)" (`refine=False, first_glance_multilayer=True`), and iterative refinement (`refine_steps`, App. B.6).
 
 Prompt layout and batch building live in captioner/processing_ser.py; batched two-pass generation
 (ViT once per image, KV cache, left padding) in captioner/inference.py.
@@ -34,134 +34,15 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    CLIPVisionModel,
-    GenerationConfig,
-    PreTrainedConfig,
-    PreTrainedModel,
-)
+from transformers import AutoModel, AutoModelForCausalLM, CLIPVisionModel, GenerationConfig, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEncoder
 from transformers.utils import ModelOutput
 
-from captioner.presets import PAPER_DEEPLENS, PAPER_TEXT, PAPER_VISION
+from captioner.configuration_ser import SeRConfig
+from captioner.processing_ser import SeRProcessor, load_part
 
 TrainingStage = Literal["pretrain", "stage1", "stage2", "all"]
-
-
-# ----------------------------------------------------------------------------------------------
-# configuration
-
-
-class SeRConfig(PreTrainedConfig):
-    r"""Configuration of a SeR captioner: three sub-configs plus the switches of Tab. 3.
-
-    Sub-configs:
-        vision_config: `CLIPVisionConfig` of the vision encoder (ViT-L/14-336 in the paper).
-        text_config: config of the causal LM (`OPTConfig`, OPT-125M in the paper).
-        deeplens_config: `BertConfig` of DeepLens's Transformer layers (hidden size, depth, heads,
-            dropout). Its vocab_size / max_position_embeddings / type_vocab_size are unused: caption
-            tokens are embedded with the LM's own table, positions and types by DeepLens itself.
-
-    First glance (LLaVA-1.5):
-        vision_feature_layer: index into the ViT's `hidden_states` tuple (index 0 = patch embeddings,
-            i = output of layer i); -2 is the penultimate layer, i.e. layer 23 of ViT-L.
-        connector_depth: number of Linear layers of the MLP connector (GELU between them). Paper: 4.
-
-    Sharp-Eyed Refinement:
-        refine: build DeepLens and run the second glance. False = single-pass specialist.
-        deeplens_caption_input: DeepLens input (1), the initial caption.
-        deeplens_multilayer_input: DeepLens input (2), ViT layers `multilayer_feature_layers`
-            concatenated on channels. When False DeepLens reads the single `vision_feature_layer`.
-        first_glance_multilayer: the connector reads the multi-layer features ("single glance with (2)").
-        multilayer_feature_layers: indices into `hidden_states`; paper: (13, 18, 23).
-        deeplens_max_caption_tokens: longest initial caption DeepLens reads (longer ones are cut).
-        refine_steps: how many refinement passes inference runs (App. B.6); the paper uses 1.
-
-    Other:
-        image_token_id: id of the `<image>` placeholder token whose positions receive visual tokens.
-        freeze_vision: keep the vision encoder frozen (the paper never trains it).
-    """
-
-    model_type = "ser"
-    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig, "deeplens_config": AutoConfig}
-
-    vision_config: dict | PreTrainedConfig | None = None
-    text_config: dict | PreTrainedConfig | None = None
-    deeplens_config: dict | PreTrainedConfig | None = None
-    vision_feature_layer: int = -2
-    connector_depth: int = 4
-    refine: bool = True
-    deeplens_caption_input: bool = True
-    deeplens_multilayer_input: bool = True
-    first_glance_multilayer: bool = False
-    multilayer_feature_layers: list[int] | None = None
-    deeplens_max_caption_tokens: int = 256
-    refine_steps: int = 1
-    image_token_id: int | None = None
-    freeze_vision: bool = True
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = False  # the LM ties its own head; nothing is tied across parts
-
-    def __post_init__(self, **kwargs):
-        # the defaults are the paper's sizes: CLIP ViT-L/14-336, OPT-125M, a ~50M-parameter DeepLens
-        self.vision_config = _as_config(self.vision_config, "clip_vision_model", PAPER_VISION)
-        self.text_config = _as_config(self.text_config, "opt", PAPER_TEXT)
-        self.deeplens_config = _as_config(self.deeplens_config, "bert", PAPER_DEEPLENS)
-        if self.multilayer_feature_layers is None:
-            self.multilayer_feature_layers = [13, 18, 23]
-        self.multilayer_feature_layers = [int(i) for i in self.multilayer_feature_layers]
-        super().__post_init__(**kwargs)
-        self._check()
-
-    def _check(self) -> None:
-        n_states = self.vision_config.num_hidden_layers + 1  # embeddings + one per layer
-        for index in [self.vision_feature_layer, *self.multilayer_feature_layers]:
-            if not -n_states <= index < n_states:
-                raise ValueError(f"ViT feature layer {index} does not exist (the encoder has {n_states} hidden states)")
-        if self.connector_depth < 1:
-            raise ValueError("connector_depth must be >= 1")
-        if self.refine_steps < 1:
-            raise ValueError("refine_steps must be >= 1 (set refine=False for a single-pass specialist)")
-
-    @property
-    def num_visual_tokens(self) -> int:
-        """Patch tokens per image (CLS dropped): 576 for ViT-L/14 at 336 px."""
-        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
-
-    @property
-    def vision_feature_indices(self) -> list[int]:
-        """Indices into the ViT's `hidden_states` that some glance reads (negative ones as given)."""
-        multilayer, single = list(self.multilayer_feature_layers), [self.vision_feature_layer]
-        indices = multilayer if self.first_glance_multilayer else single
-        if self.refine:
-            indices = indices + (multilayer if self.deeplens_multilayer_input else single)
-        return sorted(set(indices))
-
-    @property
-    def vision_layers_used(self) -> int:
-        """ViT layers that have to run: up to the deepest one read. hidden_states[i] is the output
-        of layer i, so LLaVA's -2 and DeepLens's {13, 18, 23} leave the last layer of ViT-L unused."""
-        n_states = self.vision_config.num_hidden_layers + 1
-        return max(index % n_states for index in self.vision_feature_indices)
-
-    @property
-    def variant(self) -> str:
-        """Name of the Tab. 3 row this config implements."""
-        if not self.refine:
-            return "single-glance-multilayer" if self.first_glance_multilayer else "specialist"
-        inputs = {(True, True): "ser", (True, False): "ser-caption-only", (False, True): "ser-multilayer-only"}
-        name = inputs.get((self.deeplens_caption_input, self.deeplens_multilayer_input), "ser-no-deeplens-inputs")
-        return name + ("+multilayer-first-glance" if self.first_glance_multilayer else "")
-
-
-def _as_config(value: Any, default_type: str, default: dict[str, Any]) -> PreTrainedConfig:
-    if isinstance(value, PreTrainedConfig):
-        return value
-    value = dict(default if value is None else value)
-    return AutoConfig.for_model(value.pop("model_type", default_type), **value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,8 +256,6 @@ class SeRForCaptioning(SeRPreTrainedModel):
         randomly initialised. `processor` (a `SeRProcessor` from the same parts) supplies the
         `<image>` token id; it is built from the parts when omitted. Raises `MissingModelError`.
         """
-        from captioner.processing_ser import SeRProcessor, load_part
-
         processor = processor or SeRProcessor.from_pretrained_parts(vision, lm)
         vision_model = load_part(CLIPVisionModel, vision, "CLIP vision tower", dtype=dtype)
         lm_model = load_part(AutoModelForCausalLM, lm, "language model", dtype=dtype)
@@ -574,13 +453,6 @@ class SeRForCaptioning(SeRPreTrainedModel):
         )
 
 
-def _register_auto_classes() -> None:
-    from transformers import AutoModel
+AutoModel.register(SeRConfig, SeRForCaptioning, exist_ok=True)
 
-    AutoConfig.register("ser", SeRConfig, exist_ok=True)
-    AutoModel.register(SeRConfig, SeRForCaptioning, exist_ok=True)
-
-
-_register_auto_classes()
-
-__all__ = ["SeRConfig", "SeRForCaptioning", "SeRVisionTower", "DeepLens", "MLPConnector", "VisionBuffer", "SeRCausalLMOutput"]
+__all__ = ["SeRForCaptioning", "SeRVisionTower", "DeepLens", "MLPConnector", "VisionBuffer", "SeRCausalLMOutput"]

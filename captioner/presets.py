@@ -21,6 +21,19 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from captioner.configuration_ser import (
+    PAPER_DEEPLENS,
+    PAPER_MULTILAYER_FEATURE_LAYERS,
+    PAPER_TEXT,
+    PAPER_VISION,
+    SeRConfig,
+)
+from captioner.modeling_ser import SeRForCaptioning
+from captioner.processing_ser import IMAGE_TOKEN, SeRProcessor, clip_image_processor
+from videoqa_base.tokenizer import train_bpe_tokenizer
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "specialist": {"refine": False},
     "ser": {},
@@ -29,36 +42,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "single-glance-multilayer": {"refine": False, "first_glance_multilayer": True},
 }
 
-# CLIP ViT-L/14-336 ("openai/clip-vit-large-patch14-336"), vision half
-PAPER_VISION = dict(
-    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-    image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu",
-)
-# OPT-125M ("facebook/opt-125m")
-PAPER_TEXT = dict(
-    vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
-    max_position_embeddings=2048, word_embed_proj_dim=768, do_layer_norm_before=True,
-    pad_token_id=1, bos_token_id=2, eos_token_id=2, dropout=0.1,
-)
-# DeepLens: BERT-base-width layers; 6 of them put DeepLens at ~48M parameters (paper: ~50M)
-PAPER_DEEPLENS = dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072, vocab_size=1)
-
-_TINY_VISION = dict(
+TINY_VISION = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
     image_size=64, patch_size=16, projection_dim=32, hidden_act="quick_gelu",
 )
 TINY_VOCAB_SIZE = 320
-_TINY_TEXT = dict(
+TINY_TEXT = dict(
     vocab_size=TINY_VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
     max_position_embeddings=512, word_embed_proj_dim=32, do_layer_norm_before=True,
     pad_token_id=0, bos_token_id=1, eos_token_id=1, dropout=0.0, init_std=0.25,
 )
-_TINY_DEEPLENS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=1)
+TINY_DEEPLENS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=1)
 
 _SIZES = {
     "": dict(vision_config=PAPER_VISION, text_config=PAPER_TEXT, deeplens_config=PAPER_DEEPLENS,
-             multilayer_feature_layers=[13, 18, 23]),
-    "tiny-": dict(vision_config=_TINY_VISION, text_config=_TINY_TEXT, deeplens_config=_TINY_DEEPLENS,
+             multilayer_feature_layers=PAPER_MULTILAYER_FEATURE_LAYERS),
+    "tiny-": dict(vision_config=TINY_VISION, text_config=TINY_TEXT, deeplens_config=TINY_DEEPLENS,
                   multilayer_feature_layers=[1, 2, 3], deeplens_max_caption_tokens=64,
                   # a wider init than the usual 0.02, so that random tiny models caption each image differently
                   initializer_range=0.25),
@@ -67,10 +66,8 @@ _SIZES = {
 PRESETS: tuple[str, ...] = tuple(size + variant for size in _SIZES for variant in VARIANTS)
 
 
-def get_config(preset: str, **overrides: Any):
+def get_config(preset: str, **overrides: Any) -> SeRConfig:
     """The `SeRConfig` of a preset; keyword arguments override top-level config fields."""
-    from captioner.modeling_ser import SeRConfig
-
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     size = "tiny-" if preset.startswith("tiny-") else ""
@@ -80,9 +77,6 @@ def get_config(preset: str, **overrides: Any):
         if isinstance(overrides.get(key), dict):  # merge partial sub-config overrides
             fields[key].update(overrides.pop(key))
     fields.update(overrides)
-    fields["vision_config"] = {"model_type": "clip_vision_model", **fields["vision_config"]}
-    fields["text_config"] = {"model_type": "opt", **fields["text_config"]}
-    fields["deeplens_config"] = {"model_type": "bert", **fields["deeplens_config"]}
     return SeRConfig(**fields)
 
 
@@ -102,24 +96,12 @@ TINY_TOKENIZER_CORPUS = [
 ]
 
 
-def tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE):
-    """A byte-level BPE tokenizer trained on `TINY_TOKENIZER_CORPUS` (any text encodes, no <unk>)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from captioner.processing_ser import IMAGE_TOKEN
-
-    specials = ["<pad>", "</s>", "<unk>", IMAGE_TOKEN]  # ids 0..3, matching _TINY_TEXT's pad/bos/eos
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(TINY_TOKENIZER_CORPUS, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>",
+def tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, corpus: list[str] | None = None):
+    """A byte-level BPE tokenizer trained on `corpus` (default `TINY_TOKENIZER_CORPUS`); any text encodes.
+    Special tokens <pad>, </s>, <unk>, <image> take ids 0..3, matching the tiny text config's pad/bos/eos."""
+    return train_bpe_tokenizer(
+        TINY_TOKENIZER_CORPUS if corpus is None else corpus, vocab_size, ["<pad>", "</s>", "<unk>", IMAGE_TOKEN],
+        pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>",
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
 
@@ -128,11 +110,6 @@ def build_tiny_checkpoint(out_dir: str | Path, preset: str = "tiny-ser", seed: i
     """Write a complete randomly initialised checkpoint directory (config.json, model.safetensors,
     processor and tokenizer files) loadable with `SeRForCaptioning.from_pretrained` and
     `SeRProcessor.from_pretrained`. Same seed -> same weights. Returns the directory."""
-    import torch
-
-    from captioner.modeling_ser import SeRForCaptioning
-    from captioner.processing_ser import SeRProcessor, clip_image_processor
-
     if not preset.startswith("tiny-"):
         raise ValueError(f"build_tiny_checkpoint builds tiny presets only, not {preset!r}")
     out_dir = Path(out_dir)
@@ -153,4 +130,7 @@ def build_tiny_checkpoint(out_dir: str | Path, preset: str = "tiny-ser", seed: i
     return out_dir
 
 
-__all__ = ["PRESETS", "VARIANTS", "get_config", "build_tiny_checkpoint", "tiny_tokenizer", "TINY_TOKENIZER_CORPUS"]
+__all__ = [
+    "PRESETS", "VARIANTS", "get_config", "build_tiny_checkpoint", "tiny_tokenizer", "TINY_TOKENIZER_CORPUS",
+    "TINY_VISION", "TINY_TEXT", "TINY_DEEPLENS", "TINY_VOCAB_SIZE", "PAPER_VISION", "PAPER_TEXT", "PAPER_DEEPLENS",
+]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, CLIPVisionConfig, ProcessorMixin
 
-from videoqa.errors import MissingModelError
+from videoqa_base.errors import MissingModelError
 
 IMAGE_TOKEN = "<image>"
 DEFAULT_INSTRUCTION = "Describe this frame within 50 words"  # the prompt of the paper's VideoQA setup (App. H.5)
@@ -168,6 +168,15 @@ class SeRProcessor(ProcessorMixin):
             mask[i, span] = 1
         return ids, mask
 
+    def _batch(self, rows: list[list[int]], side: str, drafts: list[list[int]] | None) -> dict[str, torch.Tensor]:
+        """input_ids / attention_mask padded on `side`, plus the right-padded initial captions DeepLens
+        reads when there are any (`drafts`)."""
+        input_ids, attention_mask = self._pad(rows, side, self.pad_token_id)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if drafts is not None:
+            batch["initial_caption_ids"], batch["initial_caption_mask"] = self._pad(drafts, "right", self.pad_token_id)
+        return batch
+
     def generation_inputs(
         self,
         batch_size: int,
@@ -176,6 +185,7 @@ class SeRProcessor(ProcessorMixin):
     ) -> dict[str, torch.Tensor]:
         """Left-padded prompts for `batch_size` images (plus, for a refinement pass, the right-padded
         initial captions DeepLens reads): input_ids, attention_mask[, initial_caption_ids/_mask]."""
+        drafts = None
         if initial_caption_ids is None:
             rows = [self.prompt_ids(instruction)] * batch_size
         else:
@@ -183,11 +193,7 @@ class SeRProcessor(ProcessorMixin):
                 raise ValueError(f"{len(initial_caption_ids)} initial captions for {batch_size} images")
             drafts = [list(c)[: self.max_caption_tokens] for c in initial_caption_ids]
             rows = [self.prompt_ids(instruction, draft) for draft in drafts]
-        input_ids, attention_mask = self._pad(rows, "left", self.pad_token_id)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if initial_caption_ids is not None:
-            batch["initial_caption_ids"], batch["initial_caption_mask"] = self._pad(drafts, "right", self.pad_token_id)
-        return batch
+        return self._batch(rows, "left", drafts)
 
     def __call__(
         self,
@@ -222,11 +228,8 @@ class SeRProcessor(ProcessorMixin):
             label_rows.append([IGNORE_INDEX] * len(prompt) + target)
             if draft is not None:
                 drafts.append(draft)
-        input_ids, attention_mask = self._pad(rows, "right", self.pad_token_id)
-        labels, _ = self._pad(label_rows, "right", IGNORE_INDEX)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        if initial_captions is not None:
-            batch["initial_caption_ids"], batch["initial_caption_mask"] = self._pad(drafts, "right", self.pad_token_id)
+        batch = self._batch(rows, "right", None if initial_captions is None else drafts)
+        batch["labels"], _ = self._pad(label_rows, "right", IGNORE_INDEX)
         return batch
 
     def build_training_batch(

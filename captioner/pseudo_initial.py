@@ -8,331 +8,30 @@ sometimes identical, three per caption.
 
 Methods (`captioner pseudo-initial --method ...`):
 
-* `llm` (default, as in the paper): an instruction-following LLM through the project's LLM
-  backends (vLLM offline or an OpenAI-compatible server) with a prompt written to App. F.1's
-  rules and Tab. 13's few-shot pairs. Every output is validated against its source (see
-  `validate_pseudo_initial`); a rejected or missing output is replaced by the lexical
-  perturber's, and the counts are reported.
-* `lexical`: a deterministic, seeded perturber from word lists; no model needed.
+* `llm` (default, as in the paper): an instruction-following LLM (any object with the `ChatLLM`
+  shape; the `captioner` command passes one of videoqa's LLM backends) with a prompt written to
+  App. F.1's rules and Tab. 13's few-shot pairs. Every output is validated against its source
+  (`captioner.caption_edits.validate_pseudo_initial`); a rejected or missing output is replaced
+  by the lexical perturber's, and the counts are reported.
+* `lexical`: a deterministic, seeded perturber from word lists (captioner/caption_edits.py).
 * `self` (Data 1 in Tab. 12): the stage-1 model's own caption of each image.
 * `gt-mix` (Data 4 in Tab. 12): one pseudo-initial caption (lexical or LLM) plus the GT itself.
 """
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
-import logging
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from videoqa.errors import UserError
-
-logger = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------- word lists
-# Groups of interchangeable words: an edit swaps a word for another one of its group, so the
-# result stays grammatical and plausible ("a cat on a chair" -> "a dog on a chair").
-
-ENTITY_GROUPS: list[list[str]] = [
-    ["cat", "dog", "horse", "cow", "sheep", "bird", "elephant", "zebra", "giraffe", "bear", "duck", "goat"],
-    ["man", "woman", "boy", "girl", "child", "person", "player", "lady", "guy", "kid"],
-    ["car", "truck", "bus", "motorcycle", "bicycle", "bike", "train", "boat", "airplane", "van", "scooter"],
-    ["chair", "table", "bench", "couch", "sofa", "bed", "desk", "shelf", "stool"],
-    ["pizza", "sandwich", "cake", "banana", "apple", "orange", "donut", "salad", "bread", "burger"],
-    ["cup", "bottle", "plate", "bowl", "glass", "mug", "vase", "jar", "basket", "box"],
-    ["laptop", "phone", "book", "remote", "keyboard", "camera", "clock", "lamp", "television", "monitor"],
-    ["umbrella", "ball", "kite", "frisbee", "bag", "hat", "backpack", "surfboard", "skateboard", "racket"],
-    ["room", "kitchen", "bathroom", "street", "field", "beach", "park", "yard", "road", "farm", "garden"],
-    ["window", "door", "wall", "fence", "building", "tree", "sign", "pole", "tower", "bridge"],
-    ["shirt", "jacket", "dress", "coat", "sweater", "helmet", "cap", "scarf"],
-    ["circle", "square", "triangle", "star", "rectangle", "diamond"],
-]
-ATTRIBUTE_GROUPS: list[list[str]] = [
-    ["red", "blue", "green", "yellow", "white", "black", "brown", "orange", "pink", "purple", "gray", "silver"],
-    ["wooden", "metal", "plastic", "stone", "leather", "glass", "brick", "concrete"],
-    ["small", "large", "big", "tiny", "huge", "little"],
-    ["tall", "short", "long"],
-    ["round", "square", "rectangular", "oval", "flat"],
-    ["striped", "spotted", "plain", "checkered", "fluffy", "shiny"],
-    ["old", "new", "young", "empty", "full", "open", "closed", "wet", "dry"],
-    ["multicolored", "colorful", "bright", "dark", "pale"],
-]
-COUNT_WORDS = ["two", "three", "four", "five", "six", "several", "many"]
-# Relations: replaced by their opposite first, else by another relation (longest phrases first).
-RELATION_OPPOSITES: dict[str, str] = {
-    "in front of": "behind",
-    "behind": "in front of",
-    "on top of": "underneath",
-    "underneath": "on top of",
-    "to the left of": "to the right of",
-    "to the right of": "to the left of",
-    "left of": "right of",
-    "right of": "left of",
-    "outside of": "inside",
-    "inside": "outside of",
-    "outside": "inside",
-    "next to": "far from",
-    "far from": "next to",
-    "above": "below",
-    "below": "above",
-    "under": "on",
-    "on": "under",
-    "beside": "behind",
-    "near": "far from",
-    "into": "out of",
-    "across": "along",
-    "along": "across",
-}
-ACTION_GROUPS: list[list[str]] = [
-    ["sitting", "standing", "lying", "laying", "kneeling", "leaning", "resting"],
-    ["walking", "running", "jumping", "skating", "skiing", "surfing", "swimming", "dancing"],
-    ["eating", "drinking", "holding", "carrying", "throwing", "catching", "cutting", "cooking"],
-    ["riding", "driving", "pushing", "pulling", "parking", "racing"],
-    ["playing", "watching", "reading", "looking", "talking", "smiling", "waving", "pointing"],
-    ["flying", "floating", "hanging", "grazing"],
-]
-
-CATEGORIES = ("entity", "attribute", "count", "relation", "action")
-_IRREGULAR_PLURALS = {
-    "man": "men", "woman": "women", "child": "children", "person": "people", "sheep": "sheep",
-    "mouse": "mice", "knife": "knives", "foot": "feet", "tooth": "teeth", "goose": "geese",
-    "shelf": "shelves", "leaf": "leaves", "fish": "fish", "deer": "deer",
-}
-
-
-def pluralize(noun: str) -> str:
-    if noun in _IRREGULAR_PLURALS:
-        return _IRREGULAR_PLURALS[noun]
-    if re.search(r"(s|x|z|ch|sh)$", noun):
-        return noun + "es"
-    if re.search(r"[^aeiou]y$", noun):
-        return noun[:-1] + "ies"
-    return noun + "s"
-
-
-def _match_case(template: str, word: str) -> str:
-    if template.isupper() and len(template) > 1:
-        return word.upper()
-    if template[:1].isupper():
-        return word[:1].upper() + word[1:]
-    return word
-
-
-@dataclass(frozen=True)
-class _Site:
-    """A place in the caption an edit can change: token span [start, end) and its options."""
-
-    start: int
-    end: int
-    category: str
-    options: tuple[str, ...]  # replacement texts (already in the right number / case)
-
-
-class LexicalPerturber:
-    """Seeded 0-3 word-list edits of a caption (entity, attribute, count, relation, action).
-
-    The same (seed, caption, index) always gives the same output, whatever the order in which
-    captions are processed. `extra_groups` adds domain words: {"entity": [[...], ...], ...};
-    a "relation" group [a, b] makes a and b each other's replacement. Edits that together fail
-    `validate_pseudo_initial` are dropped one by one (the output is never a rewrite).
-    """
-
-    def __init__(
-        self,
-        seed: int = 0,
-        edit_weights: Sequence[float] = (0.15, 0.35, 0.3, 0.2),  # P(0), P(1), P(2), P(3) edits
-        extra_groups: dict[str, list[list[str]]] | None = None,
-        categories: Sequence[str] = CATEGORIES,
-        rules: "ValidationRules | None" = None,
-        default_vocabulary: bool = True,
-    ):
-        self.seed = seed
-        self.rules = rules or ValidationRules()
-        self.edit_weights = list(edit_weights)
-        self.categories = tuple(categories)
-        extra = extra_groups or {}
-        base = default_vocabulary  # False: only `extra_groups` (a closed world, e.g. synthetic data)
-        self.entity_groups = [list(g) for g in ENTITY_GROUPS if base] + extra.get("entity", [])
-        self.attribute_groups = [list(g) for g in ATTRIBUTE_GROUPS if base] + extra.get("attribute", [])
-        self.action_groups = [list(g) for g in ACTION_GROUPS if base] + extra.get("action", [])
-        self.count_words = list(COUNT_WORDS if base else []) + [w for g in extra.get("count", []) for w in g]
-        self.relations = dict(RELATION_OPPOSITES if base else {})
-        for group in extra.get("relation", []):
-            for i, phrase in enumerate(group):  # a group [a, b] means a <-> b
-                self.relations.setdefault(phrase, group[(i + 1) % len(group)])
-        # word -> (group, is_plural); a word in several groups keeps its first group
-        self._nouns: dict[str, tuple[list[str], bool]] = {}
-        for group in self.entity_groups:
-            for word in group:
-                self._nouns.setdefault(word, (group, False))
-                self._nouns.setdefault(pluralize(word), (group, True))
-        self._singular_of = {pluralize(w): w for g in self.entity_groups for w in g if pluralize(w) != w}
-        self._attributes = {w: g for g in self.attribute_groups for w in g}
-        self._actions = {w: g for g in self.action_groups for w in g}
-        self._relation_phrases = sorted(self.relations, key=lambda p: -len(p.split()))
-
-    # -- finding edit sites
-    def _sites(self, words: list[str]) -> list[_Site]:
-        lower = [w.lower() for w in words]
-        sites: list[_Site] = []
-        taken: set[int] = set()
-        if "relation" in self.categories:
-            for phrase in self._relation_phrases:
-                parts = phrase.split()
-                for i in range(len(lower) - len(parts) + 1):
-                    span = range(i, i + len(parts))
-                    if lower[i : i + len(parts)] == parts and not taken.intersection(span):
-                        opposite = self.relations[phrase]
-                        others = [p for p in self.relations if p != phrase and p != opposite and len(p.split()) <= 3]
-                        sites.append(_Site(i, i + len(parts), "relation", (opposite, opposite, *others[:4])))
-                        taken.update(span)
-        for i, word in enumerate(lower):
-            if i in taken:
-                continue
-            if "count" in self.categories and word in self.count_words:
-                noun = self._next_noun(lower, i)
-                if noun is not None:
-                    options = [c for c in self.count_words if c != word]
-                    if noun[1] in self._singular_of:
-                        options.append("a \0" + self._singular_of[noun[1]])
-                    sites.append(_Site(i, noun[0] + 1, "count", tuple(options)))
-                    continue
-            if "count" in self.categories and word in ("a", "an", "one"):
-                noun = self._next_noun(lower, i)
-                if noun is not None and not self._nouns[noun[1]][1]:
-                    sites.append(_Site(i, noun[0] + 1, "count", tuple(c + " \0" + pluralize(noun[1]) for c in self.count_words[:3])))
-                    continue
-            if "entity" in self.categories and word in self._nouns:
-                group, plural = self._nouns[word]
-                options = tuple(pluralize(w) if plural else w for w in group if w != word and pluralize(w) != word)
-                sites.append(_Site(i, i + 1, "entity", options))
-            elif "attribute" in self.categories and word in self._attributes:
-                sites.append(_Site(i, i + 1, "attribute", tuple(w for w in self._attributes[word] if w != word)))
-            elif "action" in self.categories and word in self._actions:
-                sites.append(_Site(i, i + 1, "action", tuple(w for w in self._actions[word] if w != word)))
-        return sites
-
-    def _next_noun(self, lower: list[str], i: int) -> tuple[int, str] | None:
-        """Position of the entity noun a determiner/count at `i` quantifies (adjectives may intervene)."""
-        for j in range(i + 1, min(i + 4, len(lower))):
-            if lower[j] in self._nouns:
-                return j, lower[j]
-            if lower[j] not in self._attributes and not lower[j].endswith(("ed", "ful", "y")):
-                return None
-        return None
-
-    def _apply_count(self, words: list[str], site: _Site, choice: str) -> list[str]:
-        """Count edits change the quantity word and, when needed, the noun's number."""
-        if "\0" not in choice:  # another count word: the noun stays plural
-            return [choice] + words[site.start + 1 : site.end]
-        quantity, noun = choice.split("\0")
-        middle = words[site.start + 1 : site.end - 1]
-        quantity = quantity.split()
-        if quantity == ["a"] and (middle or [noun])[0][:1].lower() in "aeiou":
-            quantity = ["an"]
-        return quantity + middle + [noun]
-
-    # -- public API
-    def perturb(self, caption: str, index: int = 0, num_edits: int | None = None) -> tuple[str, list[str]]:
-        """One pseudo-initial caption and the categories edited (empty = identical)."""
-        rng = random.Random(f"{self.seed}\x1f{index}\x1f{caption}")
-        if num_edits is None:
-            num_edits = rng.choices(range(len(self.edit_weights)), weights=self.edit_weights)[0]
-        tokens = re.split(r"(\w+)", caption)  # odd positions are words, even ones separators
-        words = tokens[1::2]
-        sites = self._sites(words)
-        rng.shuffle(sites)
-        chosen: list[_Site] = []
-        used: set[int] = set()
-        for site in sites:
-            if len(chosen) == num_edits:
-                break
-            if site.options and not used.intersection(range(site.start, site.end)):
-                chosen.append(site)
-                used.update(range(site.start, site.end))
-        edits = [(site, rng.choice(site.options)) for site in chosen]
-        # Several multi-word edits can add up to a rewrite of a short caption: drop edits until
-        # the result passes the same validation the LLM outputs must pass.
-        for keep in range(len(edits), 0, -1):
-            text = self._apply(tokens, words, edits[:keep])
-            if validate_pseudo_initial(caption, text, self.rules) is None:
-                return text, [site.category for site, _ in edits[:keep]]
-        return caption, []
-
-    def _apply(self, tokens: list[str], words: list[str], edits: list[tuple[_Site, str]]) -> str:
-        replacement: dict[int, tuple[int, list[str]]] = {}  # site start -> (site end, new words)
-        for site, choice in edits:
-            new = self._apply_count(words, site, choice) if site.category == "count" else choice.split()
-            new[0] = _match_case(words[site.start], new[0])
-            replacement[site.start] = (site.end, new)
-            before = site.start - 1  # "a cat" -> "an elephant"
-            if before >= 0 and words[before].lower() in ("a", "an") and before not in replacement:
-                article = "an" if new[0][:1].lower() in "aeiou" else "a"
-                if article != words[before].lower():
-                    replacement[before] = (before + 1, [_match_case(words[before], article)])
-        # rebuild: separators inside an edited span go, the one after it stays
-        out, k = [tokens[0]], 0
-        while k < len(words):
-            if k in replacement:
-                end, new = replacement[k]
-                out += [" ".join(new), tokens[2 * (end - 1) + 2]]
-                k = end
-            else:
-                out += [words[k], tokens[2 * k + 2]]
-                k += 1
-        return "".join(out)
-
-    def perturb_many(self, caption: str, n: int = 3) -> list[str]:
-        return [self.perturb(caption, index=i)[0] for i in range(n)]
-
-
-# ---------------------------------------------------------------------------- validation
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def changed_words(source: str, candidate: str) -> int:
-    """Word-level difference: words replaced, inserted or deleted (difflib alignment)."""
-    a, b = _words(source), _words(candidate)
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal")
-
-
-@dataclass(frozen=True)
-class ValidationRules:
-    """How far a pseudo-initial caption may drift from its GT (App. F.1: 0-3 local edits)."""
-
-    max_changed_words: int = 10  # 3 edits of up to ~3 words each ("outside of" -> "inside")
-    max_changed_fraction: float = 0.6  # of the longer caption's words
-    min_length_ratio: float = 0.6  # candidate words / source words
-    max_length_ratio: float = 1.6
-
-
-def validate_pseudo_initial(source: str, candidate: str, rules: ValidationRules = ValidationRules()) -> str | None:
-    """None if `candidate` is an acceptable pseudo-initial caption of `source`, else the reason."""
-    if not candidate or not candidate.strip():
-        return "empty"
-    if "\n" in candidate.strip():
-        return "several lines"
-    a, b = _words(source), _words(candidate)
-    if not b:
-        return "no words"
-    ratio = len(b) / max(1, len(a))
-    if ratio < rules.min_length_ratio or ratio > rules.max_length_ratio:
-        return f"length ratio {ratio:.2f} outside [{rules.min_length_ratio}, {rules.max_length_ratio}]"
-    changed = changed_words(source, candidate)
-    if changed > rules.max_changed_words:
-        return f"{changed} changed words > {rules.max_changed_words}"
-    if changed / max(len(a), len(b)) > rules.max_changed_fraction:
-        return f"{changed}/{max(len(a), len(b))} words changed > {rules.max_changed_fraction:.0%}"
-    return None
+from captioner.caption_edits import LexicalPerturber, ValidationRules, caption_words, validate_pseudo_initial
+from captioner.data import CaptionDataset, CaptionPair, load_records, read_jsonl
+from captioner.inference import generate_captions, load_model
+from videoqa_base import jsonl
+from videoqa_base.errors import UserError
 
 
 # ---------------------------------------------------------------------------- LLM generation
@@ -394,12 +93,22 @@ class PseudoInitialResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (LLM output, reason)
 
 
+class ChatLLM(Protocol):
+    """What pseudo-initial generation needs of an LLM (videoqa's LLM backends have this shape):
+    `generate(prompts, max_tokens)` takes a batch of chat-message lists and returns one completion
+    per prompt, each with `.text` and `.error` (None, or why that prompt failed); `close()` frees it."""
+
+    def generate(self, prompts: Sequence[list[dict[str, str]]], max_tokens: int) -> Sequence[Any]: ...
+
+    def close(self) -> None: ...
+
+
 class LLMPseudoInitialGenerator:
-    """Pseudo-initial captions from an LLM backend, validated, with a lexical fallback."""
+    """Pseudo-initial captions from an LLM, validated, with a lexical fallback."""
 
     def __init__(
         self,
-        backend,  # videoqa.llm.base.LLMBackend
+        backend: ChatLLM,
         n: int = 3,
         rules: ValidationRules = ValidationRules(),
         fallback: LexicalPerturber | None = None,
@@ -497,9 +206,6 @@ def add_gt_mix(records) -> None:
 
 def add_self_captions(records, model, processor, image_root: str, batch_size: int, max_new_tokens: int, stats) -> None:
     """Data 1: the stage-1 model's own (single-pass) caption of each image, for all its GT captions."""
-    from captioner.data import CaptionDataset, CaptionPair
-    from captioner.inference import generate_captions
-
     dataset = CaptionDataset([CaptionPair(r.image, r.captions[0]) for r in records], image_root)
     by_image: dict[str, str] = {}
     images = list(dict.fromkeys(r.image for r in records))
@@ -511,19 +217,6 @@ def add_self_captions(records, model, processor, image_root: str, batch_size: in
     for record in records:
         record.initial_captions = [[by_image[record.image]] for _ in record.captions]
     stats.sources["self"] += sum(len(r.captions) for r in records)
-
-
-def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
-    """An LLM backend from a configs/llms/ name, a YAML file or a local model directory."""
-    from videoqa.config import LLMConfig, _component, parse_override, set_dotted, validate
-
-    data, source = _component("llms", ref)
-    for item in overrides:
-        set_dotted(data, *parse_override(item))
-    from videoqa.llm import load_backend
-
-    config = validate(LLMConfig, data, source + (" (+ --llm-set)" if overrides else ""))
-    return load_backend(config)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -542,8 +235,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n", type=int, default=3, help="pseudo-initial captions per GT caption (paper: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the lexical perturber")
-    parser.add_argument("--llm", help="LLM: configs/llms/<name>.yaml, a YAML file or a local model directory")
-    parser.add_argument("--llm-set", action="append", default=[], metavar="KEY=VALUE", help="override an LLM config field")
     parser.add_argument("--batch-size", type=int, default=64, help="LLM prompts / images per batch")
     parser.add_argument("--mix-base", default="lexical", choices=["lexical", "llm"], help="gt-mix: how to make the edited one")
     parser.add_argument("--model", help="--method self: the stage-1 checkpoint directory")
@@ -556,25 +247,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="keep the images already in --output, do the rest")
 
 
-def make_pseudo_initial(records, args: argparse.Namespace, on_chunk=None) -> PseudoInitialStats:
+def make_pseudo_initial(
+    records,
+    args: argparse.Namespace,
+    load_llm: Callable[[], ChatLLM] | None = None,
+    on_chunk: Callable[[list], None] | None = None,
+) -> PseudoInitialStats:
     """Fill `initial_captions` of every record with the chosen method, `args.chunk_size` images at a
-    time (`on_chunk(records)` after each, e.g. to append them to the output); return counts."""
+    time (`on_chunk(records)` after each, e.g. to append them to the output); return counts.
+
+    `load_llm` builds the LLM the `llm` method uses (called once, only when that method runs; the
+    LLM is closed at the end). The caller decides which LLM: `captioner pseudo-initial --llm`."""
     stats = PseudoInitialStats(method=args.method)
     perturber = LexicalPerturber(seed=args.seed)
     base = args.mix_base if args.method == "gt-mix" else args.method
     n = 1 if args.method == "gt-mix" else args.n
     backend = model = processor = None
     if base == "llm":
-        if not args.llm:
+        if load_llm is None:
             raise UserError("--method llm needs --llm NAME|YAML|MODEL_DIR (or use --method lexical, which needs no model)")
         rules = ValidationRules(max_changed_words=args.max_changed_words, max_changed_fraction=args.max_changed_fraction)
-        backend = load_llm_backend(args.llm, args.llm_set)
+        backend = load_llm()
         generator = LLMPseudoInitialGenerator(backend, n, rules, perturber, args.batch_size)
     elif base == "self":
         if not args.model:
             raise UserError("--method self needs --model STAGE1_CHECKPOINT_DIR")
-        from captioner.inference import load_model
-
         model, processor = load_model(args.model, train_hint="train stage 1 with `captioner train --config configs/train/stage1.yaml`")
     try:
         for start in range(0, len(records), args.chunk_size):
@@ -593,7 +290,7 @@ def make_pseudo_initial(records, args: argparse.Namespace, on_chunk=None) -> Pse
                 stats.captions += len(record.captions)
                 for gt, initials in zip(record.captions, record.initial_captions):
                     stats.initial_captions += len(initials)
-                    stats.identical += sum(1 for x in initials if _words(x) == _words(gt))
+                    stats.identical += sum(1 for x in initials if caption_words(x) == caption_words(gt))
             if on_chunk is not None:
                 on_chunk(chunk)
     finally:
@@ -602,29 +299,32 @@ def make_pseudo_initial(records, args: argparse.Namespace, on_chunk=None) -> Pse
     return stats
 
 
-def run(args: argparse.Namespace) -> int:
-    from captioner.data import load_records, read_jsonl
-
+def run(args: argparse.Namespace, load_llm: Callable[[], ChatLLM] | None = None) -> int:
+    """`captioner pseudo-initial`: read GT captions, write them with `initial_captions` as JSONL.
+    Chunks are appended (fsynced) as they finish, so `--resume` continues an interrupted job."""
     records = load_records(args.input, args.format, split=args.split)
     if args.limit:
         records = records[: args.limit]
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     done: set[tuple[str, str]] = set()
     if args.resume and output.is_file() and output.stat().st_size:
         done = {(r.image_id, r.image) for r in read_jsonl(output)}
         records = [r for r in records if (r.image_id, r.image) not in done]
         print(f"resuming: {len(done)} images already in {output}, {len(records)} to go")
-    mode = "a" if done else "w"
-    with open(output, mode, encoding="utf-8") as f:
+    else:
+        jsonl.write_jsonl(output, [])  # a fresh job starts from an empty file
 
-        def append(chunk) -> None:  # written as we go: a long LLM job can be resumed with --resume
-            for record in chunk:
-                f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-            f.flush()
+    def append(chunk: list) -> None:
+        jsonl.append_jsonl(output, [record.to_json() for record in chunk])
 
-        stats = make_pseudo_initial(records, args, on_chunk=append)
+    stats = make_pseudo_initial(records, args, load_llm, on_chunk=append)
     summary = stats.to_json()
     print(json.dumps(summary, indent=2))
-    Path(str(args.output) + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    Path(str(output) + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+__all__ = [
+    "SYSTEM_PROMPT", "FEW_SHOT", "build_messages", "parse_completion", "ChatLLM", "PseudoInitialResult",
+    "LLMPseudoInitialGenerator", "PseudoInitialStats", "make_pseudo_initial", "add_arguments", "run",
+]

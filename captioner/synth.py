@@ -123,6 +123,27 @@ def render_scene(scene: Scene, size: int = 64):
     return image
 
 
+# The stand-in ViT's pretraining labels (captioner/replication/standins.py): which coloured shapes
+# appear anywhere in the image ("a red circle", "a blue square"), a bag of objects with their
+# attributes, like what a contrastive image-text model learns to match. Counts and relative
+# positions are never labels, so the late ViT layers have no reason to keep them (CLIP is known to
+# be blind to both): they are the fine details a caption gets wrong.
+CONCEPTS: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
+
+
+def concept_labels(scene: Scene) -> list[float]:
+    """Multi-hot vector over `CONCEPTS`: 1.0 for each (colour, shape) drawn in the scene."""
+    groups = [scene.first] + ([scene.second] if scene.second is not None else [])
+    present = {f"{g.colour} {g.shape}" for g in groups}
+    return [1.0 if concept in present else 0.0 for concept in CONCEPTS]
+
+
+def sample_scenes(n: int, seed: str | int) -> list[Scene]:
+    """`n` scenes from their own seeded stream (independent of `write_synthetic_dataset`'s)."""
+    rng = random.Random(f"scenes:{seed}")
+    return [sample_scene(rng) for _ in range(n)]
+
+
 def vocabulary_text() -> list[str]:
     """Sentences covering every word the captions use (to train a tiny tokenizer on)."""
     words = [COUNT_WORDS[c] for c in COUNT_WORDS] + list(COLOURS) + list(SHAPES) + [s + "s" for s in SHAPES]

@@ -11,8 +11,8 @@ All stages: cosine schedule, warm-up ratio 0.03, weight decay 0, vision encoder 
 The paper's table lost its learning rates; the configs use LLaVA-1.5's (1e-3 pretraining,
 2e-5 fine-tuning), which the paper says it follows.
 
-Multi-GPU: launch the same command with `torchrun --nproc_per_node N -m captioner.cli train ...`
-or `accelerate launch -m captioner.cli train ...`; Trainer picks up the distributed setup.
+Multi-GPU: launch the same command with `torchrun --nproc_per_node N -m videoqa.cli.captioner train ...`
+or `accelerate launch -m videoqa.cli.captioner train ...`; Trainer picks up the distributed setup.
 `training.global_batch_size` keeps the effective batch (LLaVA: 256 / 128) whatever the GPU
 count by setting the gradient accumulation.
 
@@ -37,8 +37,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import model_validator
 
-from videoqa.config import _Strict, parse_override, read_yaml, set_dotted, validate
-from videoqa.errors import UserError
+from videoqa_base.config import Strict, parse_override, read_yaml, set_dotted, validate
+from videoqa_base.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ Stage = Literal["pretrain", "stage1", "stage2"]
 # ---------------------------------------------------------------------------- config
 
 
-class ModelInit(_Strict):
+class ModelInit(Strict):
     """Where the weights come from: exactly one of `init_from`, the pretrained parts, or a preset."""
 
     init_from: str | None = None  # checkpoint directory of the previous stage
@@ -70,15 +70,15 @@ class ModelInit(_Strict):
         return self
 
 
-class DataSource(_Strict):
-    path: str  # annotation file (LLaVA JSON, Karpathy COCO JSON or JSONL)
+class DataSource(Strict):
+    path: str  # annotation file (LLaVA JSON, Karpathy COCO JSON or JSONL), or a DCI release directory
     image_root: str = "."  # directory the image paths in `path` are relative to
-    format: Literal["auto", "llava", "coco-karpathy", "jsonl"] = "auto"
-    split: str | None = "train"  # Karpathy COCO only; "train" includes "restval"
+    format: Literal["auto", "llava", "coco-karpathy", "jsonl", "dci"] = "auto"
+    split: str | None = "train"  # Karpathy COCO ("train" includes "restval") and DCI (splits.json)
     limit: int | None = None  # first N images only (smoke runs)
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     train: list[DataSource]
     on_missing_image: Literal["error", "skip"] = "error"
     # None = the processor's default instruction (the prompt videoqa captions with);
@@ -92,7 +92,7 @@ class DataConfig(_Strict):
         return self
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(Strict):
     output_dir: str
     num_train_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_train_epochs
@@ -127,7 +127,7 @@ class TrainingConfig(_Strict):
         return self
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     stage: Stage
     model: ModelInit
     data: DataConfig
@@ -193,9 +193,14 @@ def build_dataset(data: DataConfig, stage: Stage):
 
     from captioner.data import CaptionDataset, expand_pairs, load_records
 
+    from captioner.paper_data import read_records
+
     parts = []
     for source in data.train:
-        records = load_records(source.path, source.format, split=source.split)
+        if source.format == "dci":  # one JSON per image (captioner/paper_data.py)
+            records = read_records(source.path, "dci", split=source.split)
+        else:
+            records = load_records(source.path, source.format, split=source.split)
         if source.limit:
             records = records[: source.limit]
         pairs = expand_pairs(records, with_initial=stage == "stage2", with_instruction=data.instruction == "from_data")

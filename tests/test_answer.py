@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.answer import answer_questions
+from videoqa.answering.answer import answer_questions
 from videoqa.config import AnswerConfig, LLMConfig
-from videoqa.llm.base import LLMBackend
-from videoqa.prompts import build_messages, load_prompt, parse_letter
-from videoqa.tiny_llm import build_tiny_llm
+from videoqa.answering.llm.base import LLMBackend
+from videoqa.answering.prompts import build_messages, load_prompt, parse_letter
+from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
 
 MAX_CONTEXT = 2048  # the few-shot prompt alone is ~930 tokens with the tiny tokenizer
@@ -229,7 +229,7 @@ def test_overflow_without_transcript_is_named(backend):
 
 
 def test_server_failures_become_llm_failed_answers(tiny_llm_dir):
-    from videoqa.llm.openai_server import OpenAIServerBackend
+    from videoqa.answering.llm.openai_server import OpenAIServerBackend
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

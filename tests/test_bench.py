@@ -3,21 +3,25 @@ the unused ViT layer is skipped, fixed-length generation, the CPU dtype choice, 
 One vLLM engine at most: the smoke run of the whole command (a subprocess)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 import torch
 
 from captioner import inference
-from captioner.inference import batch_limit, generate_captions, is_out_of_memory, load_model
+from captioner.inference import batch_limit, generate_captions, load_model
 from captioner.presets import build_tiny_checkpoint, get_config
 from videoqa import bench
+from videoqa.bench import caption, peak, report, settings
+from videoqa.bench.flops import vision_flops
+from videoqa_base import device
+from videoqa_base.batching import is_out_of_memory
+from videoqa_base.errors import UserError
 from tests.conftest import random_images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,9 +76,14 @@ def test_min_new_tokens_fixes_the_caption_length(checkpoint):
 
 
 def test_cpu_dtype_auto_is_bf16_only_with_native_bf16():
-    expected = torch.bfloat16 if inference.cpu_has_native_bf16() else torch.float32
-    assert inference.resolve_dtype("auto", "cpu") == expected
-    assert inference.resolve_dtype("fp32", "cpu") == torch.float32
+    # both branches forced: the answer on this host depends on its CPU
+    assert device.resolve_dtype("auto", "cpu", native_bf16=True) == torch.bfloat16
+    assert device.resolve_dtype("auto", "cpu", native_bf16=False) == torch.float32
+    assert device.resolve_dtype("auto", "cpu") == device.resolve_dtype(
+        "auto", "cpu", native_bf16=device.cpu_has_native_bf16()
+    )
+    assert device.resolve_dtype("fp32", "cpu", native_bf16=True) == torch.float32
+    assert device.resolve_dtype("bf16", "cpu", native_bf16=False) == torch.bfloat16
 
 
 def test_out_of_memory_halves_the_batch_and_retries(checkpoint, monkeypatch):
@@ -120,25 +129,23 @@ def test_out_of_memory_halves_the_batch_and_retries(checkpoint, monkeypatch):
 
 
 def test_peak_flops_and_contention_probe():
-    peak = bench.measure_peak_flops("float32", ((32, 48, 64),), 0.01)
-    assert peak["flops"] > 0 and peak["best"]["op"] in ("linear", "matmul")
-    assert {r["op"] for r in peak["runs"]} == {"linear", "matmul"}
-    probe = bench.contention_probe()
+    measured = peak.measure_peak_flops("float32", ((32, 48, 64),), 0.01)
+    assert measured["flops"] > 0 and measured["best"]["op"] in ("linear", "matmul")
+    assert {r["op"] for r in measured["runs"]} == {"linear", "matmul"}
+    probe = peak.contention_probe()
     assert probe["fill_ms_1_thread"] > 0 and isinstance(probe["busy"], bool)
 
 
 def test_time_captioning_counts_flops_of_every_frame():
-    from videoqa.flops import vision_flops
-
-    model, processor = bench.random_ser("tiny-ser")
-    frames = bench.frames_like_decoded(3, processor.image_size)
+    model, processor = caption.random_ser("tiny-ser")
+    frames = caption.frames_like_decoded(3, processor.image_size)
     assert frames[0].shape == (64, 85, 3)
-    run = bench.time_captioning(model, processor, frames, batch_size=2, new_tokens=3, refine_steps=1)
+    run = caption.time_captioning(model, processor, frames, batch_size=2, new_tokens=3, refine_steps=1)
     assert run.frames == 3 and run.seconds > 0 and run.seconds_per_frame > 0
     assert set(run.stage_seconds) == {"preprocess", "vision", "first_glance", "refine"}
     assert run.flops["vision"] == pytest.approx(3 * vision_flops(model.config.vision_config, 3))
     assert run.flops["total"] > run.flops["vision"] > 0 and run.flops["deeplens"] > 0
-    specialist = bench.time_captioning(model, processor, frames, batch_size=3, new_tokens=3, refine_steps=0)
+    specialist = caption.time_captioning(model, processor, frames, batch_size=3, new_tokens=3, refine_steps=0)
     assert specialist.flops["deeplens"] == specialist.flops["lm_refine"] == 0
     assert specialist.mfu(1e12) > 0 and set(run.stage_mfu(1e12)) == {"vision", "first_glance", "refine"}
 
@@ -150,22 +157,35 @@ def test_figures_say_pass_or_miss_and_why():
                    "ours_native_size_s": 3.9, "width": 640, "height": 360, "codec": "h264", "gop": 250, "fps": 30.0,
                    "decode_vs_ffmpeg": 0.75},
     }
-    figures = bench.build_figures(details)
+    figures = report.build_figures(details)
     assert figures["decode_vs_ffmpeg"].status == "miss" and figures["decode_vs_ffmpeg"].value == 0.75
     assert figures["decode_vs_ffmpeg"].note.startswith("missed by 0.15")
     assert "every frame has to be decoded" in figures["decode_vs_ffmpeg"].note
     assert figures["e2e_speedup_vs_loop"].status == "error" and "engine died" in figures["e2e_speedup_vs_loop"].note
     assert figures["caption_mfu"].status == "skipped"
     details["decode"]["decode_vs_ffmpeg"] = 1.2
-    assert bench.build_figures(details)["decode_vs_ffmpeg"].status == "pass"
-    table = bench.figures_table(figures)
+    assert report.build_figures(details)["decode_vs_ffmpeg"].status == "pass"
+    table = report.figures_table(figures)
     assert list(table.columns) == ["figure", "value", "target", "paper", "status", "note"]
-    assert len(table) == len(bench.FIGURES)
+    assert len(table) == len(settings.FIGURES)
+
+
+def test_bench_arguments_choose_sizes_and_steps():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--batch-size", "12", "--llava-layers", "2,32", "--only", "peak, decode"])
+    chosen = bench.settings_from_args(args)
+    assert chosen.mode == "quick" and chosen.batch_size == 12 and chosen.frames == 12
+    assert chosen.llava_layers == (2, 32) and chosen.dtype == "auto"
+    assert bench.steps_from_args(args) == ("peak", "decode")
+    assert bench.settings_from_args(parser.parse_args([])) == settings.MODES["full"]
+    with pytest.raises(UserError, match="unknown steps"):
+        bench.steps_from_args(parser.parse_args(["--only", "peak,warp"]))
 
 
 def test_importing_bench_and_building_the_cli_stays_light():
     code = (
-        "import sys; from videoqa.cli import build_parser; p = build_parser('bench'); "
+        "import sys; from videoqa.cli.main import build_parser; p = build_parser('bench'); "
         "a = p.parse_args(['bench', '--quick', '--json', 'x.json']); assert a.quick and a.json == 'x.json'; "
         "assert 'torch' not in sys.modules and 'vllm' not in sys.modules, 'heavy import'"
     )
@@ -180,24 +200,26 @@ def test_bench_command_smoke(tmp_path):
     report_path = tmp_path / "bench.json"
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [sys.executable, "-m", "videoqa.cli", "bench", "--tiny", "--threads", "1", "--work-dir", str(tmp_path / "work"),
+        [sys.executable, "-m", "videoqa.cli.main", "bench", "--tiny", "--threads", "1", "--work-dir", str(tmp_path / "work"),
          "--json", str(report_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(report_path.read_text())
-    for name in bench.FIGURES:
-        assert report[name] is not None and report[name] > 0, name
-        figure = report["figures"][name]
+    result = json.loads(report_path.read_text())
+    for name in settings.FIGURES:
+        assert result[name] is not None and result[name] > 0, name
+        figure = result["figures"][name]
         assert figure["status"] in ("pass", "miss", "info"), (name, figure)
         if figure["status"] == "miss":
             assert figure["note"].startswith("missed by"), figure["note"]
-    details = report["details"]
+    details = result["details"]
     assert details["errors"] == {}
-    assert details["caption"]["main"]["ser"]["batch_size"] == 4 and details["caption"]["dtype"] in ("float32", "bfloat16")
+    assert details["caption"]["main"]["ser"]["batch_size"] == 4
+    # the dtype the host's resolver picks (fp32 on CPUs without native bf16, bf16 with it)
+    assert details["caption"]["dtype"] == device.dtype_name(device.resolve_dtype("auto", device.resolve_device("auto")))
     assert details["peak"]["float32"]["flops"] > 0 and details["peak"]["bfloat16"]["flops"] > 0
     assert details["generalist"]["seconds_per_layer"] > 0 and "two_depth_fit" in details["generalist"]
     assert details["decode"]["ours_frames"] == 4 and details["decode"]["total_frames"] == 120
     assert details["e2e"]["same_transcripts"] is True and details["e2e"]["vllm_startup_s_excluded"] > 0
-    assert report["mode"] == "tiny" and report["machine"]["torch_threads"] == 1
+    assert result["mode"] == "tiny" and result["machine"]["torch_threads"] == 1
     assert "| figure" in proc.stdout and "caption_mfu" in proc.stdout

@@ -1,4 +1,4 @@
-from videoqa.cache import CaptionCache, video_fingerprint
+from videoqa.captioning.cache import CaptionCache, video_fingerprint
 from videoqa.types import Caption, VideoCaptions
 
 

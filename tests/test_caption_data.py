@@ -18,7 +18,8 @@ from captioner.data import (
     read_llava_json,
     write_jsonl,
 )
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base import jsonl
+from videoqa_base.errors import AnnotationError, UserError
 
 
 def _write(path, data):
@@ -175,6 +176,42 @@ def test_jsonl_malformed(tmp_path, line, key):
         read_jsonl(_write(tmp_path / "bad.jsonl", line + "\n"))
     assert err.value.key == key
     assert "bad.jsonl" in str(err.value)
+
+
+def test_base_jsonl_reader_names_file_and_line(tmp_path):
+    path = _write(tmp_path / "rows.jsonl", '{"a": 1}\n\n{"b": "é"}\n')
+    assert jsonl.read_jsonl(path) == [(1, {"a": 1}), (3, {"b": "é"})]  # blank lines skipped, numbers kept
+    with pytest.raises(jsonl.InvalidJSONLine) as err:
+        jsonl.read_jsonl(_write(tmp_path / "torn.jsonl", '{"a": 1}\n{"b": '))
+    assert err.value.key == "line 2" and str(err.value).startswith(f"{tmp_path / 'torn.jsonl'}: line 2: not valid JSON")
+    with pytest.raises(AnnotationError, match="a JSON object, got list"):
+        jsonl.parse_jsonl('[1]', "inline")
+    with pytest.raises(UserError, match="missing.jsonl: file not found"):
+        jsonl.read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_base_jsonl_write_is_atomic_and_append_durable(tmp_path):
+    path = tmp_path / "sub" / "out.jsonl"
+    assert jsonl.write_jsonl(path, [{"caption": "café"}, {"caption": "x"}]) == 2
+    assert "café" in path.read_text(encoding="utf-8")  # UTF-8 as is, not \\u escapes
+
+    def rows_then_crash():
+        yield {"caption": "new"}
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        jsonl.write_jsonl(path, rows_then_crash())
+    assert [row for _, row in jsonl.read_jsonl(path)] == [{"caption": "café"}, {"caption": "x"}]  # old file intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.jsonl"]  # no temporary left behind
+    jsonl.append_jsonl(path, [{"caption": "y"}])
+    assert [row["caption"] for _, row in jsonl.read_jsonl(path)] == ["café", "x", "y"]
+    with path.open("a", encoding="utf-8") as f:  # what a kill in the middle of an append leaves
+        f.write('{"caption": "z')
+    assert [row["caption"] for _, row in jsonl.read_jsonl(path, torn_last_line_ok=True)] == ["café", "x", "y"]
+    with pytest.raises(jsonl.InvalidJSONLine, match="line 4"):
+        jsonl.read_jsonl(path)
+    with pytest.raises(jsonl.InvalidJSONLine, match="line 1"):  # only a torn *last* line is forgiven
+        jsonl.parse_jsonl('{"a": \n{"b": 1}\n', "inline", torn_last_line_ok=True)
 
 
 def test_format_detection(tmp_path):

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from captioner.cli import main as captioner_main
-from eval.caption_metrics import compute_caption_metrics
-from videoqa.errors import UserError
+from videoqa.cli.captioner import main as captioner_main
+from captioner.metrics import compute_caption_metrics
+from videoqa_base.errors import UserError
 
 REFS = {
     "img1": ["the cat sat on the mat"],

@@ -2,15 +2,18 @@
 import numpy as np
 import pytest
 
-from videoqa.captioners.base import Captioner
-from videoqa.captioning import CaptionStats, caption_stream
+from videoqa.captioning.base import Captioner
+from videoqa.config import CaptionerConfig
+from videoqa.captioning.stage import CaptionStats, caption_stream
 from videoqa.types import FrameBatch, VideoFailure
+from videoqa_base.batching import is_out_of_memory, map_in_batches
 
 
 class BrightnessCaptioner(Captioner):
     """Describes a frame by its mean brightness (a real function of the pixels), records batch sizes."""
 
     def __init__(self):
+        super().__init__(CaptionerConfig(name="brightness", type="brightness"))
         self.batch_sizes = []
 
     def caption(self, images, prompt):
@@ -95,3 +98,44 @@ def test_other_errors_are_not_swallowed():
 
     with pytest.raises(ValueError, match="bad weights"):
         list(caption_stream([_chunk("a", [1, 2], 0, final=True)], Broken(), "f", batch_size=2))
+
+
+# ---------------------------------------------------------------------------- the out-of-memory rule
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (OutOfMemoryError("anything"), True),  # matched by class name, as torch.OutOfMemoryError is
+        (type("CudaOOM", (OutOfMemoryError,), {})("x"), True),  # or by a base class's name
+        (MemoryError(), True),
+        (RuntimeError("CUDA error: out of memory"), True),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"), True),
+        (RuntimeError("shape mismatch"), False),
+        (ValueError("out of memory"), False),  # only RuntimeErrors are read by message
+    ],
+)
+def test_out_of_memory_rule(error, expected):
+    assert is_out_of_memory(error) is expected
+
+
+def test_map_in_batches_halves_on_out_of_memory_and_reports_each_smaller_size():
+    calls, backoffs = [], []
+
+    def double(batch):
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise MemoryError
+        return [2 * x for x in batch]
+
+    assert map_in_batches(double, list(range(8)), 8, on_backoff=backoffs.append) == [2 * x for x in range(8)]
+    assert calls == [8, 4, 2, 2, 2, 2]  # 8 fails, 4 fails, then the smaller size is kept
+    assert backoffs == [4, 2]
+
+    def never_fits(batch):
+        raise MemoryError
+
+    with pytest.raises(MemoryError):  # a single item that does not fit: raised
+        map_in_batches(never_fits, [1, 2, 3], 3)
+    with pytest.raises(ValueError):
+        map_in_batches(double, [1], 0)

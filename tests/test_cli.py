@@ -6,7 +6,7 @@ import pytest
 
 
 def videoqa(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "videoqa.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "videoqa.cli.main", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_help_lists_the_commands():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from captioner.presets import build_tiny_checkpoint
-from videoqa.demo import build_demo_dataset
+from videoqa.fixtures.demo import build_demo_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def test_compare_three_captioners(tmp_path, tiny_models):
 
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "videoqa.cli", "compare", "--dataset", "egoschema", "--data-root", str(data),
+        [sys.executable, "-m", "videoqa.cli.main", "compare", "--dataset", "egoschema", "--data-root", str(data),
          "--captioners", f"{ser_dir},{specialist_dir},{precomputed_yaml}", "--llm", str(llm_dir),
          "--output-dir", str(tmp_path / "out"), "--run-id", "cmp", "--quiet",
          "--set", "captioner.max_new_tokens=8", "--set", "llm.engine_kwargs={enforce_eager: true}"],

@@ -1,7 +1,7 @@
 import pytest
 
 from videoqa.config import load_run_config
-from videoqa.errors import UserError
+from videoqa_base.errors import UserError
 
 
 def test_registered_components_and_overrides(tmp_path):

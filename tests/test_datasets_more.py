@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from videoqa.config import DatasetConfig
 from videoqa.datasets import load_questions
-from videoqa.errors import UserError
+from videoqa_base.errors import UserError
 
 ROW = {"video": "4010069381", "frame_count": 300, "width": 640, "height": 480, "question": "why did the boy run",
        "answer": 2, "qid": 6, "type": "CW", "a0": "x", "a1": "y", "a2": "z", "a3": "u", "a4": "v"}

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import SHARED
 from videoqa.config import DatasetConfig
 from videoqa.datasets import load_questions
-from videoqa.errors import UserError
+from videoqa_base.errors import UserError
 
 
 def _item(uid, **over):
@@ -94,7 +94,7 @@ def test_missing_files_say_where_egoschema_comes_from(tmp_path):
 
 
 def test_categories_file_gives_per_category_accuracy(tmp_path):
-    from eval.qa_metrics import score
+    from videoqa.scoring.qa_metrics import score
     from videoqa.types import Answer
 
     root = _write(tmp_path / "ego", [_item("a"), _item("b"), _item("c")], {"a": 0, "b": 1, "c": 2})

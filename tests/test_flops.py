@@ -1,4 +1,4 @@
-"""Analytic FLOP counts (videoqa/flops.py): hand-computed values for tiny shapes, the paper's
+"""Analytic FLOP counts (videoqa/bench/flops.py): hand-computed values for tiny shapes, the paper's
 architectures against transformers' own modules, and whole captioning runs against torch's
 FLOP counter (eager attention, so every product is a visible matmul)."""
 from __future__ import annotations
@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import AutoModelForCausalLM, LlamaConfig, LlavaForConditionalGeneration, OPTConfig, Qwen2Config
 
-from videoqa import flops
-from videoqa.flops import TransformerShape
+from captioner.inference import first_glance, refine_once
+from captioner.modeling_ser import SeRForCaptioning
+from captioner.presets import get_config, tiny_tokenizer
+from captioner.processing_ser import SeRProcessor, clip_image_processor
+from videoqa.bench import flops
+from videoqa.bench.flops import TransformerShape
+from videoqa.bench.generalist import llava_config
 
 PROMPT = "Describe this frame within 50 words"
 
@@ -63,8 +69,6 @@ def test_encoder_gqa_gated_and_opt_projections_by_hand():
 
 def test_mlp_and_paper_vit_by_hand():
     assert flops.mlp_flops(5, [3, 4, 2]) == 2 * 5 * 3 * 4 + 2 * 5 * 4 * 2
-    from captioner.presets import get_config
-
     config = get_config("ser")
     assert config.vision_layers_used == 23 and get_config("specialist").vision_layers_used == 23
     per_token_layer = 2 * 4 * 1024 * 1024 + 2 * 2 * 1024 * 4096  # Q K V O + MLP
@@ -76,8 +80,6 @@ def test_mlp_and_paper_vit_by_hand():
 @pytest.mark.parametrize("name", ["opt-125m", "llama-2-7b", "qwen2.5-14b"])
 def test_paper_shapes_match_transformers_modules(name):
     """Per-token linear FLOPs = 2 x the weights of every Linear inside the decoder layers."""
-    from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig, Qwen2Config
-
     config, shape = {
         "opt-125m": (OPTConfig(), flops.OPT_125M),  # OPTConfig's defaults are OPT-125M
         "llama-2-7b": (LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -98,10 +100,6 @@ def test_paper_shapes_match_transformers_modules(name):
 
 
 def _eager_tiny_ser(preset: str):
-    from captioner.modeling_ser import SeRForCaptioning
-    from captioner.presets import get_config, tiny_tokenizer
-    from captioner.processing_ser import SeRProcessor, clip_image_processor
-
     tokenizer = tiny_tokenizer()
     config = get_config(preset, text_config={"vocab_size": len(tokenizer)},
                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
@@ -144,8 +142,6 @@ def executed_minus_useful_pairs(prompt: int, new: int) -> int:
 def test_ser_caption_flops_match_a_real_run(preset):
     """One image, both glances, fixed length: torch's counter sees every product executed, we
     count the useful ones; the masked-out attention scores are the only difference."""
-    from captioner.inference import first_glance, refine_once
-
     model, processor = _eager_tiny_ser(preset)
     config, lm = model.config, flops.shape_of(model.config.text_config)
     image = [np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)]
@@ -171,10 +167,6 @@ def test_ser_caption_flops_match_a_real_run(preset):
 
 def test_llava_flops_match_a_real_run():
     """transformers' LLaVA runs every ViT layer; we count the ones read (all but the last)."""
-    from transformers import LlavaForConditionalGeneration
-
-    from videoqa.bench import llava_config
-
     config = llava_config("tiny", 2)
     config.text_config.num_key_value_heads = 2  # grouped-query attention in the real run too
     config._attn_implementation = "eager"

@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 from videoqa.config import FramesConfig
 from videoqa.frames import (
     DecodeStats,
-    _is_sample,
-    _sampling,
     decode_frames,
+    is_sample,
     output_size,
+    plan_sampling,
     probe_video,
     sample_indices,
     stream_videos,
 )
-from videoqa.synthetic_video import (
+from videoqa.fixtures.synthetic_video import (
     drawtext_available,
     frame_counter_index,
     make_color_sequence,
@@ -120,9 +120,9 @@ def test_sampling_properties(total, avg_fps, fps, num_frames, max_frames):
 @given(total=st.integers(1, 3000), step=st.floats(1.0001, 500.0))
 def test_ffmpeg_select_rule_matches_the_index_list(total, step):
     """The membership test handed to ffmpeg picks exactly the listed indices (same arithmetic)."""
-    plan = _sampling(total, step, 1.0, None, None)  # avg_fps = step at 1 fps
+    plan = plan_sampling(total, step, 1.0, None, None)  # avg_fps = step at 1 fps
     if plan.step is not None:
-        assert [n for n in range(total) if _is_sample(n, plan.step)] == plan.indices
+        assert [n for n in range(total) if is_sample(n, plan.step)] == plan.indices
 
 
 def test_output_size_sets_the_shorter_side():

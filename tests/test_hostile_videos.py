@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from videoqa.frames import DecodeStats, VideoDecodeError, decode_frames, ffmpeg_exe, probe_video, stream_videos
-from videoqa.synthetic_video import (
+from videoqa.fixtures.synthetic_video import (
     frame_counter_index,
     make_audio_only,
     make_frame_counter,

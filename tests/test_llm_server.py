@@ -7,6 +7,7 @@ stdlib HTTP server that answers 503.
 from __future__ import annotations
 
 import http.server
+import json
 import math
 import os
 import signal
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.answer import answer_questions
+from videoqa.answering.answer import answer_questions
 from videoqa.config import AnswerConfig, LLMConfig
-from videoqa.errors import UserError
-from videoqa.tiny_llm import build_tiny_llm
+from videoqa_base.errors import UserError
+from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
 
 KEY_ENV = "VIDEOQA_TEST_LLM_KEY"
@@ -43,9 +44,15 @@ def tiny_llm_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_llm_dir, tmp_path_factory):
+def server_port() -> int:
+    """The port the module's server will listen on (nothing listens there before it starts)."""
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llm_dir, tmp_path_factory, server_port):
     """`python -m vllm.entrypoints.openai.api_server` on a free port; yields its /v1 URL."""
-    port = _free_port()
+    port = server_port
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
@@ -78,6 +85,54 @@ def server(tiny_llm_dir, tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def test_resume_after_an_outage_retries_what_can_pass_now(request, tiny_models, tiny_llm_dir, server_port, tmp_path):
+    """First attempt: the server is down (connection refused) and one video is missing, so every
+    answer fails. Then the server comes up on the same port and the video appears: the same run id
+    retries exactly those and ends with every answer `ok`. (This test must run before any other
+    test of the module starts the server.)"""
+    from videoqa.config import load_run_config
+    from videoqa.fixtures.demo import build_demo_dataset
+    from videoqa.run import VideoQA
+
+    root = build_demo_dataset(tmp_path / "egoschema", shared_clip=None)
+    questions = json.loads((root / "questions.json").read_text())[:3]
+    late = questions[0]["q_uid"]
+    late_video = root / "videos" / f"{late}.mp4"
+    late_video.rename(tmp_path / "late.mp4")  # missing at first
+    (root / "questions.json").write_text(json.dumps(questions))
+    captioner_dir, _ = tiny_models
+    config = load_run_config(
+        dataset="egoschema", captioner=str(captioner_dir), llm=str(tiny_llm_dir),
+        overrides=[
+            f"dataset.data_root={root}", f"output_dir={tmp_path / 'out'}", "run_id=outage",
+            "llm.backend=openai", f"llm.base_url=http://127.0.0.1:{server_port}/v1", "llm.max_model_len=512",
+            "llm.max_retries=1", f"llm.api_key_env={KEY_ENV}", "captioner.max_new_tokens=6",
+        ],
+    )
+    os.environ[KEY_ENV] = KEY
+    try:
+        first = VideoQA(config, progress=False).run()
+        assert first.metrics["status_counts"] == {"llm_failed": 2, "video_failed": 1}
+        assert first.metrics["retries"] == {"llm_failed": 0, "videos": 0}
+
+        (tmp_path / "late.mp4").rename(late_video)  # the video appears ...
+        request.getfixturevalue("server")  # ... and the server starts on the same port
+        again = VideoQA(config, progress=False).run()
+    finally:
+        os.environ.pop(KEY_ENV, None)
+    assert again.run_dir == first.run_dir
+    assert again.metrics["status_counts"] == {"ok": 3}
+    assert again.metrics["retries"] == {"llm_failed": 2, "videos": 1}
+    records = [json.loads(line) for line in (again.run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] * 3 and len({r["qid"] for r in records}) == 3
+    assert (again.run_dir / "failures.jsonl").read_text() == ""
+
+    # a third attempt has nothing left to retry: no LLM call, no captioning
+    third = VideoQA(config, progress=False).run()
+    assert third.metrics["retries"] == {"llm_failed": 0, "videos": 0}
+    assert not third.metrics["timing"]["captioner_loaded"] and third.metrics["timing"]["answer_s"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +169,7 @@ def test_server_reports_context_and_identity(backend, tiny_llm_dir):
 
 @pytest.mark.slow
 def test_choose_is_constrained_and_matches_transformers(backend, tiny_llm_dir):
-    from videoqa.llm.hf_transformers import TransformersBackend
+    from videoqa.answering.llm.hf_transformers import TransformersBackend
 
     prompts = [_user(f"Question {i}: what is the man doing?" * (1 + i)) for i in range(6)]
     choices = [list("ABCDE"), list("AB"), ["C", "E"], list("ABCD"), list("ABC"), list("ABCDE")]
@@ -140,7 +195,7 @@ def test_generate_and_token_counts_agree_three_ways(backend, server, tiny_llm_di
     remote = LLMConfig(
         name="remote", backend="openai", model="videoqa-tests/served-elsewhere", base_url=server, api_key_env=KEY_ENV
     )
-    from videoqa.llm.openai_server import OpenAIServerBackend
+    from videoqa.answering.llm.openai_server import OpenAIServerBackend
 
     via_server = OpenAIServerBackend(remote)
     assert via_server.identity()["token_counting"] == "server /tokenize"
@@ -165,7 +220,7 @@ def test_answer_stage_through_the_server(backend):
 
 @pytest.mark.slow
 def test_wrong_api_key_is_a_one_line_error(server, tiny_llm_dir, monkeypatch):
-    from videoqa.llm.openai_server import OpenAIServerBackend
+    from videoqa.answering.llm.openai_server import OpenAIServerBackend
 
     monkeypatch.setenv(KEY_ENV, "wrong-key")
     with pytest.raises(UserError, match="HTTP 401") as err:
@@ -177,7 +232,7 @@ def test_wrong_api_key_is_a_one_line_error(server, tiny_llm_dir, monkeypatch):
 
 
 def test_unreachable_server(tiny_llm_dir):
-    from videoqa.llm.openai_server import OpenAIServerBackend
+    from videoqa.answering.llm.openai_server import OpenAIServerBackend
 
     url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
     with pytest.raises(UserError, match="not reachable"):
@@ -208,7 +263,7 @@ class _Always503(http.server.BaseHTTPRequestHandler):
 
 
 def test_transient_errors_are_retried_a_bounded_number_of_times(tiny_llm_dir):
-    from videoqa.llm.openai_server import OpenAIServerBackend
+    from videoqa.answering.llm.openai_server import OpenAIServerBackend
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Always503)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

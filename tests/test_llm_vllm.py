@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from videoqa.config import AnswerConfig, LLMConfig
-from videoqa.errors import MissingModelError
-from videoqa.llm import fingerprint_dir, resolve_model
-from videoqa.tiny_llm import build_tiny_llm
+from videoqa_base.errors import MissingModelError
+from videoqa.answering.llm import fingerprint_dir, resolve_model
+from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -85,7 +85,8 @@ def test_hf_id_resolves_to_the_cached_snapshot_commit(tiny_llm_dir, tmp_path):
 
 
 def test_llm_yaml_config_validates():
-    from videoqa.config import CONFIG_DIR, read_yaml, validate
+    from videoqa.config import CONFIG_DIR
+    from videoqa_base.config import read_yaml, validate
 
     config = validate(LLMConfig, read_yaml(CONFIG_DIR / "llms" / "qwen2.5-14b-instruct.yaml"), "qwen yaml")
     assert config.model == "Qwen/Qwen2.5-14B-Instruct" and config.backend == "vllm"
@@ -96,7 +97,7 @@ def test_llm_yaml_config_validates():
 
 @pytest.mark.slow
 def test_choose_returns_only_allowed_letters_with_logprobs(engine, tiny_llm_dir):
-    from videoqa.llm.hf_transformers import TransformersBackend
+    from videoqa.answering.llm.hf_transformers import TransformersBackend
 
     prompts = [_user(f"Question {i}: what happens in the video?" * (1 + i)) for i in range(5)]
     choices = [list("AB"), list("ABC"), list("ABCD"), list("ABCDE"), ["C", "E"]]
@@ -148,7 +149,7 @@ def test_identity_records_model_revision_and_versions(engine, tiny_llm_dir):
 
 @pytest.mark.slow
 def test_answer_questions_end_to_end(engine):
-    from videoqa.answer import answer_questions
+    from videoqa.answering.answer import answer_questions
 
     options = ("cooking", "cleaning", "reading", "writing", "walking")
     questions = [

@@ -1,8 +1,13 @@
 """Pipeline stages without an LLM: the caption stage with imported captions and with failures."""
 import json
 
+from videoqa.captioning.videos import caption_videos as caption_with
 from videoqa.config import load_run_config
-from videoqa.pipeline import caption_videos
+from videoqa.registry import CAPTIONERS
+
+
+def caption_videos(config, videos, progress=False):
+    return caption_with(config, CAPTIONERS.get(config.captioner.type)(config.captioner), videos, progress=progress)
 
 
 def test_precomputed_captions_skip_decoding_and_missing_ids_are_failures(tmp_path):
@@ -21,7 +26,7 @@ def test_precomputed_captions_skip_decoding_and_missing_ids_are_failures(tmp_pat
 
 
 def test_frame_captioner_records_decode_failures_and_caches(tmp_path, tiny_models):
-    from videoqa.synthetic_video import make_video
+    from videoqa.fixtures.synthetic_video import make_video
 
     captioner_dir, _ = tiny_models
     good = make_video(tmp_path / "good.mp4", seconds=3, fps=10, width=96, height=64)
@@ -38,6 +43,7 @@ def test_frame_captioner_records_decode_failures_and_caches(tmp_path, tiny_model
     # a new prompt is a new cache entry; the same settings come from the cache
     again = caption_videos(config, videos, progress=False)
     assert again.timing["videos_from_cache"] == 1 and again.timing["frames_captioned"] == 0
+    assert first.timing["captioner_loaded"] and not again.timing["captioner_loaded"]
     assert again.captions["good"] == first.captions["good"]
     other_prompt = config.model_copy(update={"captioner": config.captioner.model_copy(update={"prompt": "Say it"})})
     assert caption_videos(other_prompt, videos, progress=False).timing["videos_from_cache"] == 0

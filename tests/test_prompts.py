@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from videoqa.config import CONFIG_DIR
-from videoqa.errors import UserError
-from videoqa.prompts import (
+from videoqa_base.errors import UserError
+from videoqa.answering.prompts import (
     PromptTemplate,
     build_chunk_summary_messages,
     build_messages,

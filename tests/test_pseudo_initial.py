@@ -2,25 +2,19 @@
 (an in-test backend and, end to end, vLLM on a tiny Qwen2), and the CLI methods."""
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from typing import Any, Sequence
 
 import pytest
 
-from captioner.cli import main as captioner_main
+from captioner import pseudo_initial
+from captioner.caption_edits import LexicalPerturber, ValidationRules, changed_words, validate_pseudo_initial
 from captioner.data import read_jsonl
-from captioner.pseudo_initial import (
-    FEW_SHOT,
-    LexicalPerturber,
-    LLMPseudoInitialGenerator,
-    ValidationRules,
-    build_messages,
-    changed_words,
-    parse_completion,
-    validate_pseudo_initial,
-)
-from videoqa.llm.base import Completion, LLMBackend
+from captioner.pseudo_initial import FEW_SHOT, LLMPseudoInitialGenerator, build_messages, parse_completion
+from videoqa.answering.llm.base import Completion, LLMBackend
+from videoqa.cli.captioner import main as captioner_main
 
 GT = "A woman in a room with a cat"
 
@@ -147,6 +141,7 @@ class RuleBackend(LLMBackend):
 
     def __init__(self):
         self.calls: list[tuple[int, int]] = []
+        self.closed = False
 
     def generate(self, prompts: Sequence[list[dict[str, str]]], max_tokens: int) -> list[Completion]:
         self.calls.append((len(prompts), max_tokens))
@@ -173,6 +168,9 @@ class RuleBackend(LLMBackend):
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "rule"}
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_prompt_follows_app_f1():
@@ -268,12 +266,33 @@ def test_cli_self_captions_data1(gt_file, tmp_path):
     assert summary["sources"] == {"self": 3}
 
 
+def test_llm_method_uses_the_llm_it_is_given(gt_file, tmp_path):
+    """The captioner package builds no LLM: `run` gets a loader, calls it once and closes the LLM."""
+    backend, loads = RuleBackend(), []
+
+    def load_llm():
+        loads.append(1)
+        return backend
+
+    parser = argparse.ArgumentParser()
+    pseudo_initial.add_arguments(parser)
+    out = tmp_path / "llm.jsonl"
+    args = parser.parse_args(["--input", str(gt_file), "--output", str(out), "--chunk-size", "1"])
+    assert pseudo_initial.run(args, load_llm) == 0
+    assert loads == [1] and backend.closed and len(backend.calls) == 2  # one LLM, one call per chunk
+    records = read_jsonl(out)
+    assert records[0].initial_captions[0][0] == "A woman in a room with a giraffe"  # the near edit, accepted
+    assert records[0].meta["initial_sources"][0] == ["llm", "fallback", "fallback"]
+    lexical = parser.parse_args(["--input", str(gt_file), "--output", str(out), "--method", "lexical"])
+    assert pseudo_initial.run(lexical, load_llm) == 0 and loads == [1]  # not built when no method needs it
+
+
 @pytest.mark.slow
 def test_cli_llm_end_to_end_with_vllm(gt_file, tmp_path):
     """The default method through the project's vLLM backend on a tiny random Qwen2: its text is
     noise, so validation must reject it and the perturber fill in - every path runs for real."""
     pytest.importorskip("vllm")
-    from videoqa.tiny_llm import build_tiny_llm
+    from videoqa.fixtures.tiny_llm import build_tiny_llm
 
     llm_dir = build_tiny_llm(tmp_path / "tiny-llm")
     out = tmp_path / "llm.jsonl"

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.demo import build_demo_dataset
+from videoqa.fixtures.demo import build_demo_dataset
 
 pytestmark = pytest.mark.slow
 
 
 def videoqa(*args: str, **popen) -> subprocess.Popen:
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "videoqa.cli", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "videoqa.cli.main", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
 

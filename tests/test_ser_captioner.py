@@ -13,7 +13,8 @@ import torch
 from captioner.inference import CaptionResult, first_glance, generate_captions, load_model, refine_once
 from captioner.presets import build_tiny_checkpoint
 from videoqa.config import CaptionerConfig
-from videoqa.errors import MissingModelError, UserError
+from videoqa_base.device import dtype_name, resolve_dtype
+from videoqa_base.errors import MissingModelError, UserError
 from videoqa.registry import CAPTIONERS
 from tests.conftest import random_images
 
@@ -124,7 +125,8 @@ def test_adapter_through_the_captioner_interface(checkpoint, ser):
     assert identity["weights_sha256"] == expected_sha
     assert identity["model"] == str(checkpoint.resolve()) and identity["refine_steps"] == 1
     assert {"revision", "decoding", "max_new_tokens", "dtype", "image_size"} <= set(identity)
-    assert identity["dtype"] == "float32" and identity["max_new_tokens"] == 7
+    # the dtype is the host's choice (bf16 where the CPU has native bf16, else fp32): ask the resolver
+    assert identity["dtype"] == dtype_name(resolve_dtype("auto", "cpu")) and identity["max_new_tokens"] == 7
     assert captioner.num_parameters() == model.num_parameters()
 
     specialist = CAPTIONERS.get("specialist")(config.model_copy(update={"type": "specialist"}))
@@ -153,8 +155,24 @@ def test_adapter_missing_checkpoint_says_how_to_train(tmp_path):
 
 def test_importing_the_captioner_registry_does_not_import_torch():
     code = (
-        "import sys; import videoqa.captioners; from videoqa.registry import CAPTIONERS; "
+        "import sys; import videoqa.captioning; from videoqa.registry import CAPTIONERS; "
         "names = CAPTIONERS.names(); assert {'ser', 'specialist'} <= set(names), names; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_follows_the_cpu_both_ways(checkpoint, monkeypatch, native_bf16, expected):
+    """Both branches of the CPU dtype rule, forced, whatever this host's CPU is."""
+    import videoqa_base.device as device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
+    assert device.resolve_dtype("auto", "cpu") == expected
+    assert device.resolve_dtype("auto", "cpu", native_bf16=not native_bf16) != expected
+    assert device.resolve_dtype("fp32", "cpu") == torch.float32 and device.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    captioner = CAPTIONERS.get("ser")(CaptionerConfig(name="tiny", type="ser", model=str(checkpoint), device="cpu"))
+    assert captioner.identity()["dtype"] == dtype_name(expected)
+    assert not captioner.loaded  # identity needs no weights
+    captioner.load()
+    assert next(captioner.model.parameters()).dtype == expected

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from captioner.describe import describe_preset, run as describe_run
-from captioner.modeling_ser import SeRConfig, SeRForCaptioning
+from captioner.configuration_ser import SeRConfig
+from captioner.modeling_ser import SeRForCaptioning
 from captioner.presets import build_tiny_checkpoint, get_config, tiny_tokenizer
 from captioner.processing_ser import IGNORE_INDEX, SeRProcessor, clip_image_processor
 from tests.conftest import random_images
@@ -194,7 +195,7 @@ def test_checkpoint_round_trip_and_stage2_start(tmp_path):
 def test_from_pretrained_parts(tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModel, OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast
 
-    from videoqa.errors import MissingModelError
+    from videoqa_base.errors import MissingModelError
 
     torch.manual_seed(0)
     vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
@@ -242,3 +243,36 @@ def test_describe_full_presets_match_the_paper(capsys):
     assert describe_run(Args()) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"vision", "connector", "deeplens", "lm", "total"} and printed["deeplens"] > 0
+
+
+def test_configuration_stands_alone_with_the_papers_defaults(tmp_path):
+    """SeRConfig lives in configuration_ser.py (no model import needed) and loads through AutoConfig."""
+    from transformers import AutoConfig
+
+    config = SeRConfig()  # the defaults are the paper's model
+    assert (config.vision_config.model_type, config.text_config.model_type, config.deeplens_config.model_type) == (
+        "clip_vision_model", "opt", "bert")
+    assert config.num_visual_tokens == 576 and config.multilayer_feature_layers == [13, 18, 23]
+    assert config.vision_layers_used == 23  # the last ViT-L layer is never read
+    get_config("tiny-ser-caption-only").save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, SeRConfig) and loaded.variant == "ser-caption-only"
+    with pytest.raises(ValueError, match="ViT feature layer 30 does not exist"):
+        SeRConfig(multilayer_feature_layers=[13, 30])
+
+
+def test_one_bpe_trainer_is_deterministic_and_encodes_any_text():
+    from videoqa_base.tokenizer import train_bpe_tokenizer
+
+    corpus = ["a red ball on the grass", "a blue car in the street"]
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    first = train_bpe_tokenizer(corpus, 280, specials, prepend_token="<s>", pad_token="<pad>", eos_token="</s>")
+    again = train_bpe_tokenizer(corpus, 280, specials, prepend_token="<s>", pad_token="<pad>", eos_token="</s>")
+    assert first.backend_tokenizer.to_str() == again.backend_tokenizer.to_str()  # same vocab and merges
+    assert [first.convert_tokens_to_ids(t) for t in specials] == [0, 1, 2, 3]  # specials first, in order
+    ids = first("a red car, 東京 ✓")["input_ids"]
+    assert ids[0] == 1 and 3 not in ids  # "<s>" prepended; byte-level: never <unk>
+    assert first.decode(ids, skip_special_tokens=True) == "a red car, 東京 ✓"
+    plain = train_bpe_tokenizer(corpus, 280, specials)
+    assert plain("a red car")["input_ids"][0] != 1  # nothing prepended unless asked
+    assert tiny_tokenizer().convert_tokens_to_ids("<image>") == 3  # the tiny preset's ids 0..3

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from captioner.cli import main as captioner_main
+from videoqa.cli.captioner import main as captioner_main
 from captioner.synth import COLOURS, Group, Scene, render_scene, sample_scene, write_synthetic_dataset
 
 

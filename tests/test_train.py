@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from captioner.cli import main as captioner_main
+from videoqa.cli.captioner import main as captioner_main
 from captioner.train import TrainConfig, load_train_config, train
-from videoqa.config import validate
-from videoqa.errors import UserError
+from videoqa_base.config import validate
+from videoqa_base.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -281,7 +281,7 @@ def test_pretrain_from_pretrained_parts_trains_the_connector(tmp_path, synth_dat
 
 
 def test_paper_pretrain_config_without_weights_is_a_one_line_missing_model_error(tmp_path):
-    from videoqa.errors import MissingModelError
+    from videoqa_base.errors import MissingModelError
 
     config = load_train_config(REPO / "configs/train/pretrain.yaml", [f"training.output_dir={tmp_path / 'o'}"])
     with pytest.raises(MissingModelError) as err:

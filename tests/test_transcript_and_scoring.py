@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from eval.qa_metrics import score
-from eval.tables import result_row, write_table
-from videoqa.transcript import build_transcript
+from videoqa.scoring.qa_metrics import score
+from videoqa.scoring.tables import result_row, write_table
+from videoqa.answering.transcript import build_transcript
 from videoqa.types import Answer, Caption, Question, VideoCaptions
 
 

@@ -4,7 +4,7 @@ import ffmpeg
 import numpy as np
 import pytest
 
-from videoqa.frames import _Sampling, decode_frames, sample_by_time
+from videoqa.frames import Sampling, decode_frames, sample_by_time
 
 
 def test_sample_by_time_picks_the_frame_on_screen_and_skips_gaps():
@@ -19,7 +19,7 @@ def test_sample_by_time_picks_the_frame_on_screen_and_skips_gaps():
 
 
 def test_explicit_selection_is_handed_to_ffmpeg_as_a_list():
-    plan = _Sampling([3, 9, 40], None, explicit=True)
+    plan = Sampling([3, 9, 40], None, explicit=True)
     assert plan.select_expr() == "eq(n,3)+eq(n,9)+eq(n,40)"
     assert plan.select_expr(first=9) == "eq(n,9)+eq(n,40)"
 

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.tables import write_table
 from videoqa.config import load_run_config
-from videoqa.errors import UserError
+from videoqa.executors import get_executor
 from videoqa.outputs import environment, new_run_id, safe_name, write_json
-from videoqa.pipeline import (
-    LazyBackend, RunResult, _unique_videos, answer_stage, caption_videos, check_llm_available, finish_run, prepare_run_dir,
-    select_questions, transcripts_for,
-)
+from videoqa.run import LazyLLM, RunResult, VideoQA
+from videoqa.scoring.tables import write_table
+from videoqa_base.errors import UserError
 
 COMPARISON_COLUMNS = {
     "captioner": "Captioner",
@@ -53,27 +51,23 @@ def compare(
     names = [c.captioner.name for c in configs]
     if len(set(names)) != len(names):
         raise UserError(f"--captioners: two captioners share a name ({names}); set captioner.name to tell them apart")
-    questions = select_questions(configs[0])
-    videos = _unique_videos(questions)
+    llm = LazyLLM(configs[0].llm, load=get_executor(configs[0]).load_backend)  # one engine answers for every captioner
+    runs_of = [VideoQA(config, progress=progress, llm=llm) for config in configs]
+    questions = runs_of[0].questions()
+    for vq in runs_of:
+        vq.prepare()
+    if any(vq.pending(questions) for vq in runs_of):
+        llm.check_available()
     env = environment()
-    prepared = [prepare_run_dir(c) for c in configs]
-    if any(q.qid not in done for _, _, done in prepared for q in questions):
-        check_llm_available(configs[0].llm)
-    captioned = [caption_videos(config, videos, progress) for config, _, _ in prepared]  # one model at a time
-
-    backend = LazyBackend(configs[0].llm)
     runs = []
     try:
-        for (config, run_dir, done), caps in zip(prepared, captioned):
-            pending = any(q.qid not in done for q in questions)
-            answers, answer_s = answer_stage(
-                backend.get() if pending else None, questions, transcripts_for(config, caps), config,
-                run_dir, done, progress,
-            )
-            startup_s, backend.startup_s = backend.startup_s, 0.0  # charged once, to the first run that needed it
-            runs.append(finish_run(run_dir, config, questions, answers, caps, backend.identity(), env, answer_s, startup_s))
+        captioned = [vq.caption(questions) for vq in runs_of]  # one captioner in memory at a time, before the LLM
+        for vq, caps in zip(runs_of, captioned):
+            answers = vq.answer(questions, caps)
+            runs.append(vq.finish(questions, answers, caps))
+            llm.startup_s = 0.0  # charged once, to the first run that needed the engine
     finally:
-        backend.close()
+        llm.close()
 
     directory = Path(configs[0].output_dir) / safe_name(configs[0].dataset.name) / "compare" / safe_name(compare_id)
     rows = [r.row for r in runs]

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
-from videoqa.errors import UserError
+from videoqa.registry import plugin_dirs
+from videoqa_base.config import Strict, apply_overrides, read_yaml, validate
+from videoqa_base.errors import UserError
 
-CONFIG_DIR = Path(os.environ.get("VIDEOQA_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+# configs/ ships inside the package as videoqa.configs: found the same way from an editable or a wheel install
+CONFIG_DIR = Path(os.environ.get("VIDEOQA_CONFIG_DIR") or str(files("videoqa.configs")))
 
 
-class FramesConfig(_Strict):
+class FramesConfig(Strict):
     fps: float | None = 1.0  # sample this many frames per second of video (the paper: 1 fps)
     num_frames: int | None = None  # or exactly this many, evenly spaced (overrides fps)
     max_frames: int | None = None  # cap for very long videos (evenly re-spaced), None = no cap
@@ -40,7 +39,7 @@ class FramesConfig(_Strict):
         return self
 
 
-class CaptionerConfig(_Strict):
+class CaptionerConfig(Strict):
     name: str
     type: str  # registry key in videoqa.registry.CAPTIONERS
     model: str = ""  # HF id or local directory
@@ -53,7 +52,7 @@ class CaptionerConfig(_Strict):
     options: dict[str, Any] = {}  # captioner-specific settings
 
 
-class LLMConfig(_Strict):
+class LLMConfig(Strict):
     name: str
     backend: str = "vllm"  # registry key in videoqa.registry.LLM_BACKENDS
     model: str
@@ -73,7 +72,7 @@ class LLMConfig(_Strict):
     engine_kwargs: dict[str, Any] = {}
 
 
-class DatasetConfig(_Strict):
+class DatasetConfig(Strict):
     name: str
     type: str  # registry key in videoqa.registry.DATASETS
     data_root: str
@@ -81,7 +80,7 @@ class DatasetConfig(_Strict):
     options: dict[str, Any] = {}
 
 
-class TranscriptConfig(_Strict):
+class TranscriptConfig(Strict):
     caption_every: int = 1  # keep every k-th caption (LLoVi's interval)
 
     @field_validator("caption_every")
@@ -92,7 +91,7 @@ class TranscriptConfig(_Strict):
         return v
 
 
-class AnswerConfig(_Strict):
+class AnswerConfig(Strict):
     prompt: str = "standard"  # configs/prompts/<prompt>.yaml
     max_tokens: int = 512  # free-text modes (chain of thought, summaries)
     context_policy: Literal["error", "subsample", "summarize"] = "subsample"
@@ -100,7 +99,31 @@ class AnswerConfig(_Strict):
     chunk_size: int = 256  # questions per LLM batch between durable appends to predictions.jsonl
 
 
-class RunConfig(_Strict):
+class RayConfig(Strict):
+    """Where and how wide the Ray executor runs (`executor: ray`); ignored by the local executor."""
+
+    # None: start a Ray instance inside this process; "auto": join the cluster `ray start` runs on this
+    # node; "HOST:PORT": that cluster's head (GCS) address
+    address: str | None = None
+    num_cpus: int | None = None  # logical CPUs of an in-process instance (address None); None = this machine's
+    captioners: int = 2  # captioner actors (each holds one captioner; on GPUs one GPU each)
+    captioner_num_cpus: float = 1.0  # logical CPUs per captioner actor (decoding runs inside it)
+    captioner_num_gpus: float | None = None  # None: 1 when the cluster has GPUs and captioner.device allows, else 0
+    videos_per_task: int = 4  # videos per actor call: frames of these are pooled into full caption batches
+    concurrency: int = 1  # LLM replicas (each one engine, `llm.tensor_parallel_size` GPUs)
+    llm_num_cpus: float = 1.0  # logical CPUs per LLM replica
+    llm_num_gpus: float | None = None  # None: llm.tensor_parallel_size when the cluster has GPUs, else 0
+    max_restarts: int = 3  # an actor that dies is restarted this often; its unfinished call is retried
+
+    @field_validator("captioners", "videos_per_task", "concurrency")
+    @classmethod
+    def _at_least_one(cls, v):
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+class RunConfig(Strict):
     dataset: DatasetConfig
     captioner: CaptionerConfig
     llm: LLMConfig
@@ -110,42 +133,30 @@ class RunConfig(_Strict):
     limit: int | None = None  # first N questions only
     output_dir: str = "outputs"
     run_id: str | None = None
+    executor: Literal["local", "ray"] = "local"  # where the stages run (videoqa.executors)
+    ray: RayConfig = RayConfig()
 
 
 # ---------------------------------------------------------------------------- loading
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+def config_dirs() -> list[Path]:
+    """Where registered names are looked up: the shipped configs, then each plugin directory's configs/."""
+    return [Path(CONFIG_DIR), *(d / "configs" for d in plugin_dirs())]
 
 
-def validate(model: type[BaseModel], data: dict[str, Any], source: str):
-    """Validate `data` into `model`; errors name the source file, the key and what was expected."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise UserError(f"{source}: field {key!r}: {err['msg']}") from None
+def registered_names(kind: str) -> list[str]:
+    return sorted({p.stem for d in config_dirs() for p in (d / kind).glob("*.yaml")})
 
 
-def _component(kind: str, ref: str) -> tuple[dict[str, Any], str]:
+def resolve_component(kind: str, ref: str) -> tuple[dict[str, Any], str]:
     """Resolve a registered name (configs/<kind>/<ref>.yaml), a YAML path, or a model directory."""
-    candidate = CONFIG_DIR / kind / f"{ref}.yaml"
-    if candidate.is_file():
-        data = read_yaml(candidate)
-        data.setdefault("name", ref)
-        return data, str(candidate)
+    for directory in config_dirs():
+        candidate = directory / kind / f"{ref}.yaml"
+        if candidate.is_file():
+            data = read_yaml(candidate)
+            data.setdefault("name", ref)
+            return data, str(candidate)
     path = Path(ref).expanduser()
     if path.suffix in (".yaml", ".yml") and path.is_file():
         data = read_yaml(path)
@@ -153,7 +164,7 @@ def _component(kind: str, ref: str) -> tuple[dict[str, Any], str]:
         return data, str(path)
     if path.is_dir() and kind in ("captioners", "llms"):
         return _from_model_dir(kind, path), str(path)
-    known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+    known = registered_names(kind)
     raise UserError(
         f"{kind[:-1]} {ref!r}: not a registered name ({', '.join(known) or 'none'}), "
         f"a YAML file, or {'a local model directory' if kind != 'datasets' else 'a dataset YAML'}"
@@ -178,23 +189,6 @@ def _from_model_dir(kind: str, path: Path) -> dict[str, Any]:
     return {"name": name, "type": types[model_type], "model": str(path.resolve())}
 
 
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise UserError(f"--set {dotted}: {key!r} is not a section")
-    node[keys[-1]] = value
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise UserError(f"--set {item!r}: expected key=value")
-    key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw != "" else ""
-
-
 def load_run_config(
     *,
     dataset: str,
@@ -212,12 +206,8 @@ def load_run_config(
         raise UserError(f"{base}: field 'llm': no default LLM and none given with --llm")
     sources = {}
     for kind, section, ref in (("datasets", "dataset", dataset), ("captioners", "captioner", captioner), ("llms", "llm", llm)):
-        data[section], sources[section] = _component(kind, ref)
-    for item in overrides:
-        set_dotted(data, *parse_override(item))
+        data[section], sources[section] = resolve_component(kind, ref)
+    apply_overrides(data, overrides)
     where = f"{base} (+ {', '.join(sources.values())}{' + --set' if overrides else ''})"
     return validate(RunConfig, data, where)
 
-
-def dump_config(config: BaseModel, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

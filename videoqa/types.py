@@ -79,3 +79,4 @@ class VideoFailure:
     path: str
     reason: str  # short machine-readable reason: missing | not_a_video | zero_frames | decode_error
     message: str
+    fingerprint: str = ""  # the file's state when it failed ("absent" or a content hash): resume retries it if it changes

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base.errors import AnnotationError, UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 

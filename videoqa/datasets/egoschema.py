@@ -15,7 +15,7 @@ from pathlib import Path
 
 from videoqa.config import DatasetConfig
 from videoqa.datasets.common import find_video, read_json, require_str
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base.errors import AnnotationError, UserError
 from videoqa.registry import DATASETS
 from videoqa.types import Question
 

@@ -7,11 +7,11 @@
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from videoqa.config import DatasetConfig
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base.errors import AnnotationError, UserError
+from videoqa_base.jsonl import read_jsonl
 from videoqa.registry import DATASETS
 from videoqa.types import OPTION_LETTERS, Question
 
@@ -34,16 +34,8 @@ def load_jsonl(config: DatasetConfig) -> list[Question]:
         raise UserError(f"JSONL dataset not found: {path} (one JSON object per line: video, question, options, answer)")
     base = path.parent
     questions, seen = [], set()
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_number, item in read_jsonl(path):
         where = f"line {line_number}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: {where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(item, dict):
-            raise AnnotationError(path, where, "a JSON object")
         for key in ("video", "question"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise AnnotationError(path, f"{where}.{key}", "a non-empty string")

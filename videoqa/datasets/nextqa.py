@@ -14,7 +14,7 @@ import pandas as pd
 
 from videoqa.config import DatasetConfig
 from videoqa.datasets.common import find_video
-from videoqa.errors import AnnotationError, UserError
+from videoqa_base.errors import AnnotationError, UserError
 from videoqa.registry import DATASETS
 from videoqa.types import Question
 

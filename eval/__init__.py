@@ -1,1 +1,0 @@
-"""Evaluation: QA scoring, caption metrics and result tables."""

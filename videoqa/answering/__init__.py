@@ -1,0 +1,1 @@
+"""Answering: caption transcript + question -> LLM (constrained to the option letters) -> Answer."""

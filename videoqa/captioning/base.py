@@ -1,0 +1,93 @@
+"""The captioner interface: a batch of frames + a prompt -> one caption per frame.
+
+A captioner is built cheaply from its config: the constructor validates options and finds the
+checkpoint (config, processor, weight files) but loads no weights. `identity()`, `image_size`
+and `num_parameters()` are answered from files alone, so the caption cache can be consulted -
+and a fully cached run finished - without ever loading a model. Weights are loaded by `load()`,
+which the caption stage calls only when there are frames to caption.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from videoqa.types import VideoCaptions, VideoFailure
+from videoqa_base.errors import UserError
+
+
+class Captioner(ABC):
+    """Describes frames. Implementations batch internally up to `config.batch_size`."""
+
+    #: registry key (also the YAML's `type:`)
+    kind: str = ""
+    #: side length (pixels) frames should be resized to at decode time, or None for native size
+    image_size: int | None = None
+    #: option names this captioner accepts under `captioner.options`
+    known_options: frozenset[str] = frozenset()
+
+    def __init__(self, config) -> None:
+        self.config = config
+        unknown = set(config.options) - set(self.known_options)
+        if unknown:
+            raise UserError(
+                f"captioner {config.name!r}: unknown options {sorted(unknown)} (known: {sorted(self.known_options)})"
+            )
+        self.loaded = False
+
+    # ------------------------------------------------------------------ cheap: no weights
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What makes captions from this captioner reproducible: model path/id, revision,
+        weights fingerprint, generation settings. Used in manifests and cache keys; computed
+        without loading weights."""
+
+    @abstractmethod
+    def num_parameters(self) -> int:
+        """Parameter count for the comparison tables (from the checkpoint files, not the model)."""
+
+    def precomputed(self, video_id: str) -> VideoCaptions | None:
+        """Captions that exist without looking at frames (e.g. imported caption files).
+        The caption stage then skips decoding for that video. Frame captioners return None."""
+        return None
+
+    def missing_precomputed(self, video_id: str, path) -> VideoFailure | None:
+        """For captioners that never see frames: the failure to record when `precomputed` has
+        nothing for this video (instead of decoding it). Frame captioners return None."""
+        return None
+
+    # ------------------------------------------------------------------ model work
+
+    def load(self) -> None:
+        """Load the weights (idempotent). Called by the caption stage before the first batch."""
+        if not self.loaded:
+            self._load()
+            self.loaded = True
+
+    def _load(self) -> None:  # noqa: B027 - captioners without weights have nothing to load
+        """Load the model; subclasses with weights override this."""
+
+    @abstractmethod
+    def caption(self, images: Sequence[np.ndarray], prompt: str) -> list[str]:
+        """Return one caption per image (H, W, 3 uint8 RGB). Requires `load()`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release engines / device memory before the answering LLM starts."""
+
+
+def safetensors_parameter_count(files: Sequence[Path], prefix: str = "") -> int:
+    """Parameters stored in safetensors files (those whose name starts with `prefix`), read from
+    their headers: no tensor is loaded."""
+    total = 0
+    for file in files:
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__" and key.startswith(prefix))
+    return total

@@ -1,0 +1,137 @@
+"""Captions for a list of videos: from the cache, or decoded and captioned now (streamed).
+
+videos -> (caption cache | precomputed | known failure) -> decode -> caption_stream -> CaptionResult
+
+The captioner's identity is known without its weights, so the cache is read first and the
+weights are loaded only when some video still needs captioning: a fully cached run loads no model.
+A video that failed in an earlier attempt is retried only if its file has appeared or changed.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from videoqa.captioning.base import Captioner
+from videoqa.captioning.cache import CaptionCache, file_state
+from videoqa.captioning.stage import CaptionStats, caption_stream
+from videoqa.frames import DecodeStats, stream_videos
+from videoqa.types import FrameBatch, VideoCaptions, VideoFailure
+
+
+@dataclass
+class CaptionResult:
+    captions: dict[str, VideoCaptions]
+    failures: dict[str, VideoFailure]
+    timing: dict
+    identity: dict
+    parameters: int
+    retried_videos: list[str] = field(default_factory=list)  # earlier failures whose file changed
+
+
+def caption_cache(config, captioner: Captioner) -> CaptionCache:
+    """Keyed by video content, sampling and the captioner's identity (with the prompt)."""
+    sampling = config.frames.model_dump(exclude={"workers"}) | {"size": captioner.image_size}
+    # the prompt is part of the key whatever the captioner's identity() says
+    context = captioner.identity() | {"prompt": config.captioner.prompt}
+    return CaptionCache(Path(config.output_dir) / "cache" / "captions", sampling, context)
+
+
+def _count_decoded(stream: Iterator[FrameBatch | VideoFailure], bar: tqdm) -> Iterator[FrameBatch | VideoFailure]:
+    for item in stream:
+        if isinstance(item, FrameBatch):
+            bar.update(len(item.timestamps))
+        yield item
+
+
+def caption_videos(
+    config,
+    captioner: Captioner,
+    videos: Sequence[tuple[str, Path]],
+    known_failures: dict[str, VideoFailure] | None = None,
+    on_failure: Callable[[VideoFailure], None] | None = None,
+    progress: bool = True,
+    collect: bool = True,
+) -> CaptionResult:
+    """Captions for every (video_id, path). `known_failures` are earlier attempts' failures: kept
+    as they are unless the file changed since; `on_failure` sees each new failure as it happens.
+    `collect` frees the captioner's memory for an LLM engine that starts next (a second or two of
+    garbage collection, skipped when the engine already runs)."""
+    known_failures = known_failures or {}
+    cache = caption_cache(config, captioner)
+    captions: dict[str, VideoCaptions] = {}
+    failures: dict[str, VideoFailure] = {}
+    retried: list[str] = []
+    for video_id, path in videos:
+        cached = captioner.precomputed(video_id) or cache.get(path)
+        if cached is not None:
+            captions[video_id] = VideoCaptions(video_id, cached.captions, cached.duration, cached.caption_s)
+        elif (missing := captioner.missing_precomputed(video_id, path)) is not None:
+            failures[video_id] = missing  # a captioner that never sees frames has nothing for it
+        elif (earlier := known_failures.get(video_id)) is not None:
+            if earlier.fingerprint and earlier.fingerprint == file_state(path):
+                failures[video_id] = earlier  # nothing changed: it would fail the same way
+            else:
+                retried.append(video_id)
+    todo = [(vid, path) for vid, path in videos if vid not in captions and vid not in failures]
+    paths = dict(todo)
+
+    stats, decode_stats = CaptionStats(), DecodeStats()
+    started = time.perf_counter()
+    if todo:
+        with tqdm(desc="decode", unit="frame", disable=not progress) as decode_bar, tqdm(
+            total=len(todo), desc="caption", unit="video", disable=not progress
+        ) as caption_bar:
+            frames = stream_videos(
+                todo, fps=config.frames.fps, num_frames=config.frames.num_frames, max_frames=config.frames.max_frames,
+                size=captioner.image_size, workers=config.frames.workers, stats=decode_stats,
+            )
+            for out in caption_stream(
+                _count_decoded(frames, decode_bar), captioner, config.captioner.prompt, config.captioner.batch_size, stats
+            ):
+                if isinstance(out, VideoFailure):
+                    out.fingerprint = file_state(paths[out.video_id])
+                    failures[out.video_id] = out
+                    if on_failure is not None:
+                        on_failure(out)
+                else:
+                    out.caption_s = stats.per_video_caption_s.get(out.video_id, 0.0)
+                    captions[out.video_id] = out
+                    cache.put(paths[out.video_id], out)
+                caption_bar.update(1)
+                caption_bar.set_postfix(frames=stats.frames, failed=len(failures))
+    loaded = captioner.loaded
+    captioner.close()
+    if collect and loaded:
+        gc.collect()  # free the captioner's memory before an LLM engine starts
+    timing = {
+        "caption_stage_wall_s": time.perf_counter() - started,
+        # captioning time of every video of the run, including videos captioned by earlier runs
+        "caption_s": sum(vc.caption_s for vc in captions.values()),
+        "caption_s_this_run": stats.caption_s,
+        "decode_s": stats.wait_s,  # time captioning waited for frames (decoding overlaps captioning)
+        "decode_worker_s": decode_stats.seconds,  # decoding time summed over videos
+        "decode_wall_s": decode_stats.wall_seconds,
+        "decode_fallbacks": decode_stats.fallbacks,  # videos (partly) decoded by ffmpeg
+        "decode_truncated": decode_stats.truncated,  # videos that ended early (frames kept)
+        "frames_captioned": stats.frames,
+        "caption_batches": stats.batches,
+        "caption_batch_size": stats.batch_size or config.captioner.batch_size,  # after any OOM backoff
+        "caption_oom_backoffs": stats.oom_backoffs,
+        "captioner_loaded": loaded,  # False when every video came from the cache (or failed before captioning)
+        "videos_from_cache": sum(1 for vid in captions if vid not in paths),
+        "per_video": {
+            vid: {
+                "duration_s": vc.duration,
+                "frames": len(vc.captions),
+                "decode_s": decode_stats.per_video.get(vid, 0.0),  # 0 when captions came from the cache
+                "caption_s": vc.caption_s,
+            }
+            for vid, vc in captions.items()
+        },
+    }
+    return CaptionResult(captions, failures, timing, captioner.identity(), captioner.num_parameters(), retried)

@@ -1,0 +1,1 @@
+"""Command lines: `videoqa` (main.py) and `captioner` (captioner.py)."""

@@ -1,0 +1,187 @@
+"""`videoqa` command line.
+
+  videoqa run --dataset egoschema --captioner ser [--llm L] [--data-root DIR] [--split S]
+              [--limit N] [--output-dir DIR] [--set key=value ...]
+  videoqa demo       the embedded offline default: tiny models, generated videos, real engines
+
+vLLM/torch/transformers output goes to a log file (run.log in the run directory, compare.log,
+outputs/demo/demo.log, outputs/bench/bench.log) unless --verbose; progress bars and results stay.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from videoqa_base.cli import run_guarded
+from videoqa_base.errors import UserError
+from videoqa_base.logs import quiet_defaults, quiet_third_party
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", help="show vLLM/torch/transformers output here instead of in the log file"
+    )
+
+
+def third_party_log(args: argparse.Namespace, log_path: Path) -> AbstractContextManager:
+    """Third-party chatter goes to `log_path` unless --verbose (videoqa_base.logs)."""
+    return quiet_third_party(log_path, verbose=args.verbose)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) -> None:
+    parser.add_argument("--dataset", required=True, help="registered dataset (configs/datasets/*.yaml) or a YAML path")
+    if compare:
+        parser.add_argument("--captioners", required=True, help="comma-separated captioner names or model directories")
+    else:
+        parser.add_argument(
+            "--captioner", required=True,
+            help="registered captioner (configs/captioners/*.yaml) or a local model directory",
+        )
+    parser.add_argument("--llm", help="registered LLM (configs/llms/*.yaml) or a local model directory")
+    parser.add_argument("--data-root", help="dataset root directory (overrides the dataset YAML)")
+    parser.add_argument("--split", help="dataset split, e.g. subset or full for EgoSchema")
+    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--output-dir", help="where run directories go (default: outputs)")
+    parser.add_argument("--run-id", help="name of the run directory (default: a UTC timestamp)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config field, e.g. --set frames.fps=0.5 --set captioner.batch_size=64",
+    )
+    parser.add_argument(
+        "--executor", choices=("local", "ray"),
+        help="where the stages run: local (this process, the default) or ray (actor pools on a Ray cluster)",
+    )
+    parser.add_argument(
+        "--ray-address", metavar="auto|HOST:PORT",
+        help="the Ray cluster to join (implies --executor ray); default: a Ray instance inside this process",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbose_argument(parser)
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    for flag, key in (
+        ("data_root", "dataset.data_root"), ("split", "dataset.split"), ("limit", "limit"),
+        ("output_dir", "output_dir"), ("run_id", "run_id"), ("executor", "executor"), ("ray_address", "ray.address"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "ray_address", None) is not None and getattr(args, "executor", None) is None:
+        overrides.append("executor=ray")  # an address only makes sense for the Ray executor
+    return overrides + list(args.overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from videoqa.config import load_run_config
+    from videoqa.run import VideoQA
+    from videoqa.rundir import RunDirectory
+
+    config = load_run_config(
+        dataset=args.dataset, captioner=args.captioner, llm=args.llm, overrides=overrides_from_args(args)
+    )
+    run_dir = RunDirectory(config)  # fixes the run id, so the log lands in the run's own directory
+    with third_party_log(args, run_dir.file("run.log")):
+        result = VideoQA(run_dir.config, progress=not args.quiet).run()
+    print(result.table.to_markdown(index=False))
+    print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from videoqa.compare import compare
+    from videoqa.config import load_run_config
+    from videoqa.outputs import new_run_id, safe_name
+
+    captioners = [c.strip() for c in args.captioners.split(",") if c.strip()]
+    if not captioners:
+        raise UserError("--captioners: expected comma-separated captioner names")
+    compare_id = args.run_id or new_run_id()
+    first = load_run_config(
+        dataset=args.dataset, captioner=captioners[0], llm=args.llm, overrides=overrides_from_args(args)
+    )
+    directory = Path(first.output_dir) / safe_name(first.dataset.name) / "compare" / safe_name(compare_id)
+    with third_party_log(args, directory / "compare.log"):
+        result = compare(
+            args.dataset, captioners, args.llm, overrides_from_args(args), compare_id=compare_id,
+            progress=not args.quiet,
+        )
+    print(result.table.to_markdown(index=False))
+    print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from videoqa.fixtures.demo import demo_summary, run_demo
+
+    output_dir = Path(args.output_dir or "outputs")
+    with third_party_log(args, output_dir / "demo" / "demo.log") as log:
+        result = run_demo(output_dir=output_dir, progress=not args.quiet)
+    print(demo_summary(result, log))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from videoqa import bench
+
+    with third_party_log(args, Path("outputs") / "bench" / "bench.log"):
+        return bench.run(args)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from videoqa import bench
+
+    bench.add_arguments(parser)
+    add_verbose_argument(parser)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", help="where the demo's data, models and run go (default: outputs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_verbose_argument(parser)
+
+
+COMMANDS = {
+    "run": (cmd_run, add_run_arguments, "answer a dataset's questions: decode -> caption -> LLM -> score"),
+    "compare": (
+        cmd_compare, lambda p: add_run_arguments(p, compare=True),
+        "compare captioners on one dataset with one LLM (accuracy/time tables)",
+    ),
+    "bench": (
+        cmd_bench, add_bench_arguments, "measure speed ratios on this machine (MFU, batching, decode, end to end)"
+    ),
+    "demo": (
+        cmd_demo, add_demo_arguments,
+        "offline demo: builds tiny models and a small EgoSchema-layout dataset, then runs it",
+    ),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Only the chosen command's arguments are built, so e.g. `run` never imports the bench."""
+    parser = argparse.ArgumentParser(
+        prog="videoqa", description="Long-video question answering with a lightweight captioner."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, add_arguments, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
+    quiet_defaults()  # before vLLM is imported: it reads its logging settings then
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run_guarded(lambda: COMMANDS[args.command][0](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The run directory: one class owns every file a run writes, and how a killed run resumes.
+
+outputs/<dataset>/<captioner>__<llm>/<run-id>/
+    config.yaml        the resolved config (a resumed run must match it)
+    predictions.jsonl  one record per question; appended durably (fsync) as answers come back,
+                       rewritten ordered and de-duplicated when the run finishes
+    failures.jsonl     videos that could not be decoded, with reasons and the file's fingerprint
+                       at the time; appended durably as they happen
+    captions.jsonl     per-video captions (with timestamps)
+    metrics.json       accuracy, status counts, retries, per-stage and per-video timings
+    results.csv/.md    the result table
+    manifest.json      model identities/revisions, package versions, git commit, devices, files
+    run.log            third-party output (vLLM, torch, transformers) unless --verbose
+
+Resume keeps what cannot change and retries what can pass now: answers that are `llm_failed`
+(a server that was down may be up), and videos whose file appeared or changed since it failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from videoqa.config import RunConfig
+from videoqa.outputs import new_run_id, safe_name, to_jsonable, write_json, write_jsonl
+from videoqa.types import OPTION_LETTERS, Answer, Question, VideoCaptions, VideoFailure
+from videoqa_base.config import dump_config
+from videoqa_base.errors import UserError
+
+RETRYABLE_ANSWERS = frozenset({"llm_failed"})
+
+
+def run_path(config: RunConfig) -> Path:
+    """Where a run with this config (and run id) lives."""
+    return (
+        Path(config.output_dir) / safe_name(config.dataset.name)
+        / f"{safe_name(config.captioner.name)}__{safe_name(config.llm.name)}" / safe_name(config.run_id or "")
+    )
+
+
+def prediction_record(q: Question, a: Answer) -> dict[str, Any]:
+    return {
+        "qid": q.qid,
+        "video_id": q.video_id,
+        "question": q.question,
+        "options": list(q.options),
+        "answer": q.answer,
+        "pred": a.pred,
+        "pred_letter": None if a.pred is None else OPTION_LETTERS[a.pred],
+        "correct": None if q.answer is None else a.pred == q.answer,
+        "status": a.status,
+        "detail": a.detail,
+        "raw": a.raw,
+        "prompt_tokens": a.prompt_tokens,
+        "choice_logprobs": a.choice_logprobs,
+    }
+
+
+def append_durably(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append JSON lines and fsync: a killed run keeps every line it reported as written."""
+    with path.open("a") as f:
+        f.write("".join(json.dumps(to_jsonable(r)) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """JSON lines written so far; a torn last line (a kill mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class RunDirectory:
+    """Prepare or resume a run directory, append results durably, write the final files."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config.model_copy(update={"run_id": config.run_id or new_run_id()})
+        self.path = run_path(self.config)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # ------------------------------------------------------------------ prepare / resume
+
+    def prepare(self) -> None:
+        """A new run gets a fresh directory; an existing run id is resumed if its config matches."""
+        config_path = self.file("config.yaml")
+        if config_path.is_file():
+            before = yaml.safe_load(config_path.read_text()) or {}
+            now = self.config.model_dump(mode="json")
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            if changed:
+                raise UserError(
+                    f"{config_path}: run {self.config.run_id!r} exists with a different config (section "
+                    f"{changed[0]!r} differs); pass a new --run-id or restore the old settings"
+                )
+        self.path.mkdir(parents=True, exist_ok=True)
+        dump_config(self.config, config_path)
+
+    def recorded_answers(self) -> dict[str, Answer]:
+        """Answers of earlier attempts (the last record of a question wins)."""
+        answers = {}
+        for r in read_records(self.file("predictions.jsonl")):
+            try:
+                answers[r["qid"]] = Answer(
+                    r["qid"], r["pred"], r["raw"], r["status"], r.get("detail", ""), r.get("prompt_tokens"),
+                    r.get("choice_logprobs") or {},
+                )
+            except (KeyError, TypeError):
+                continue
+        return answers
+
+    def recorded_failures(self) -> dict[str, VideoFailure]:
+        """Video failures of earlier attempts, with the fingerprint their file had then."""
+        failures = {}
+        for r in read_records(self.file("failures.jsonl")):
+            try:
+                failures[r["video_id"]] = VideoFailure(
+                    r["video_id"], r["path"], r["reason"], r["message"], r.get("fingerprint", "")
+                )
+            except (KeyError, TypeError):
+                continue
+        return failures
+
+    def previous_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.file("manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    # ------------------------------------------------------------------ durable appends
+
+    def append_answers(self, questions: Sequence[Question], answers: Sequence[Answer]) -> None:
+        append_durably(self.file("predictions.jsonl"), (prediction_record(q, a) for q, a in zip(questions, answers)))
+
+    def append_failures(self, failures: Sequence[VideoFailure]) -> None:
+        append_durably(self.file("failures.jsonl"), (asdict(f) for f in failures))
+
+    # ------------------------------------------------------------------ final files
+
+    def write_results(
+        self, questions: Sequence[Question], answers: Sequence[Answer], captions: Iterable[VideoCaptions],
+        failures: Iterable[VideoFailure], metrics: dict[str, Any],
+    ) -> None:
+        """The append logs become the final, ordered, de-duplicated files."""
+        write_jsonl(self.file("predictions.jsonl"), [prediction_record(q, a) for q, a in zip(questions, answers)])
+        write_jsonl(
+            self.file("captions.jsonl"),
+            ({"video_id": vc.video_id, "duration": vc.duration, "captions": to_jsonable(vc.captions)} for vc in captions),
+        )
+        write_jsonl(self.file("failures.jsonl"), failures)
+        write_json(self.file("metrics.json"), metrics)
+        if self.config.dataset.split == "full":  # EgoSchema's validation server takes {q_uid: option index}
+            write_json(self.file("submission.json"), {a.qid: a.pred for a in answers if a.pred is not None})
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        files = {p.name for p in self.path.iterdir() if not p.name.startswith(".")} | {"manifest.json"}
+        write_json(self.file("manifest.json"), {"run_dir": str(self.path), **manifest, "files": sorted(files)})

@@ -1,0 +1,1 @@
+"""Scoring: answers -> accuracy metrics -> result tables."""
