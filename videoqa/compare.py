@@ -14,7 +14,7 @@ import pandas as pd
 
 from videoqa.config import load_run_config
 from videoqa.executors import get_executor
-from videoqa.outputs import environment, new_run_id, safe_name, write_json
+from videoqa.manifest import environment, new_run_id, safe_name, write_json
 from videoqa.run import LazyLLM, RunResult, VideoQA
 from videoqa.scoring.tables import write_table
 from videoqa_base.errors import UserError
@@ -69,7 +69,7 @@ def compare(
     finally:
         llm.close()
 
-    directory = Path(configs[0].output_dir) / safe_name(configs[0].dataset.name) / "compare" / safe_name(compare_id)
+    directory = comparison_directory(configs[0], compare_id)
     rows = [r.row for r in runs]
     table = write_comparison(rows, directory)
     write_json(
@@ -77,6 +77,11 @@ def compare(
         {"captioners": names, "llm": configs[0].llm.model_dump(), "runs": [str(r.run_dir) for r in runs], "environment": env},
     )
     return CompareResult(directory, table, runs)
+
+
+def comparison_directory(config, compare_id: str) -> Path:
+    """outputs/<dataset>/compare/<id>/: the comparison's tables, plot, manifest and log."""
+    return Path(config.output_dir) / safe_name(config.dataset.name) / "compare" / safe_name(compare_id)
 
 
 def write_comparison(rows: list[dict], directory: Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import PositiveInt, model_validator
 
 from videoqa.registry import plugin_dirs
 from videoqa_base.config import Strict, apply_overrides, read_yaml, validate
@@ -81,14 +81,7 @@ class DatasetConfig(Strict):
 
 
 class TranscriptConfig(Strict):
-    caption_every: int = 1  # keep every k-th caption (LLoVi's interval)
-
-    @field_validator("caption_every")
-    @classmethod
-    def _positive(cls, v):
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
+    caption_every: PositiveInt = 1  # keep every k-th caption (LLoVi's interval)
 
 
 class AnswerConfig(Strict):
@@ -106,21 +99,14 @@ class RayConfig(Strict):
     # node; "HOST:PORT": that cluster's head (GCS) address
     address: str | None = None
     num_cpus: int | None = None  # logical CPUs of an in-process instance (address None); None = this machine's
-    captioners: int = 2  # captioner actors (each holds one captioner; on GPUs one GPU each)
+    captioners: PositiveInt = 2  # captioner actors (each holds one captioner; on GPUs one GPU each)
     captioner_num_cpus: float = 1.0  # logical CPUs per captioner actor (decoding runs inside it)
     captioner_num_gpus: float | None = None  # None: 1 when the cluster has GPUs and captioner.device allows, else 0
-    videos_per_task: int = 4  # videos per actor call: frames of these are pooled into full caption batches
-    concurrency: int = 1  # LLM replicas (each one engine, `llm.tensor_parallel_size` GPUs)
+    videos_per_task: PositiveInt = 4  # videos per actor call: frames of these are pooled into full caption batches
+    concurrency: PositiveInt = 1  # LLM replicas (each one engine, `llm.tensor_parallel_size` GPUs)
     llm_num_cpus: float = 1.0  # logical CPUs per LLM replica
     llm_num_gpus: float | None = None  # None: llm.tensor_parallel_size when the cluster has GPUs, else 0
     max_restarts: int = 3  # an actor that dies is restarted this often; its unfinished call is retried
-
-    @field_validator("captioners", "videos_per_task", "concurrency")
-    @classmethod
-    def _at_least_one(cls, v):
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
 
 
 class RunConfig(Strict):

@@ -31,7 +31,7 @@ from videoqa.captioning.videos import CaptionResult
 from videoqa.config import RunConfig
 from videoqa.datasets import load_questions
 from videoqa.executors import get_executor
-from videoqa.outputs import environment
+from videoqa.manifest import environment
 from videoqa.registry import CAPTIONERS, LLM_BACKENDS
 from videoqa.rundir import RETRYABLE_ANSWERS, RunDirectory
 from videoqa.scoring.qa_metrics import score

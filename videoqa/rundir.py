@@ -26,10 +26,11 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from videoqa.config import RunConfig
-from videoqa.outputs import new_run_id, safe_name, to_jsonable, write_json, write_jsonl
+from videoqa.manifest import new_run_id, safe_name, to_jsonable, write_json
 from videoqa.types import OPTION_LETTERS, Answer, Question, VideoCaptions, VideoFailure
 from videoqa_base.config import dump_config
 from videoqa_base.errors import UserError
+from videoqa_base.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 RETRYABLE_ANSWERS = frozenset({"llm_failed"})
 
@@ -60,27 +61,21 @@ def prediction_record(q: Question, a: Answer) -> dict[str, Any]:
     }
 
 
-def append_durably(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Append JSON lines and fsync: a killed run keeps every line it reported as written."""
-    with path.open("a") as f:
-        f.write("".join(json.dumps(to_jsonable(r)) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
+def repair_torn_tail(path: Path) -> None:
+    """Cut a half-written last line (a kill mid-append), so the next append starts a clean line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """JSON lines written so far; a torn last line (a kill mid-write) is ignored."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    """The records of an append log (a torn last line is ignored)."""
+    return [row for _, row in read_jsonl(path, torn_last_line_ok=True)] if path.is_file() else []
 
 
 class RunDirectory:
@@ -109,6 +104,8 @@ class RunDirectory:
                 )
         self.path.mkdir(parents=True, exist_ok=True)
         dump_config(self.config, config_path)
+        for log in ("predictions.jsonl", "failures.jsonl"):
+            repair_torn_tail(self.file(log))
 
     def recorded_answers(self) -> dict[str, Answer]:
         """Answers of earlier attempts (the last record of a question wins)."""
@@ -144,10 +141,10 @@ class RunDirectory:
     # ------------------------------------------------------------------ durable appends
 
     def append_answers(self, questions: Sequence[Question], answers: Sequence[Answer]) -> None:
-        append_durably(self.file("predictions.jsonl"), (prediction_record(q, a) for q, a in zip(questions, answers)))
+        append_jsonl(self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)])
 
     def append_failures(self, failures: Sequence[VideoFailure]) -> None:
-        append_durably(self.file("failures.jsonl"), (asdict(f) for f in failures))
+        append_jsonl(self.file("failures.jsonl"), [asdict(f) for f in failures])
 
     # ------------------------------------------------------------------ final files
 
@@ -156,12 +153,12 @@ class RunDirectory:
         failures: Iterable[VideoFailure], metrics: dict[str, Any],
     ) -> None:
         """The append logs become the final, ordered, de-duplicated files."""
-        write_jsonl(self.file("predictions.jsonl"), [prediction_record(q, a) for q, a in zip(questions, answers)])
+        write_jsonl(self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)])
         write_jsonl(
             self.file("captions.jsonl"),
             ({"video_id": vc.video_id, "duration": vc.duration, "captions": to_jsonable(vc.captions)} for vc in captions),
         )
-        write_jsonl(self.file("failures.jsonl"), failures)
+        write_jsonl(self.file("failures.jsonl"), (asdict(f) for f in failures))
         write_json(self.file("metrics.json"), metrics)
         if self.config.dataset.split == "full":  # EgoSchema's validation server takes {q_uid: option index}
             write_json(self.file("submission.json"), {a.qid: a.pred for a in answers if a.pred is not None})

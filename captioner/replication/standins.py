@@ -3,12 +3,13 @@
 The paper starts from CLIP ViT-L/14-336 (frozen in every stage) and OPT-125M. Here:
 
 * the vision tower is a 6-layer ViT (64 px, patch 16: 16 visual tokens) pretrained on rendered
-  scenes of the synthetic world to predict which colours and shapes appear (`synth.CONCEPTS`,
-  multi-label, from the pooled last layer) - an objective that never sees a caption, like CLIP's
-  contrastive one on separate web text. Counts and positions are never supervised, so the late
-  layers have no reason to keep them, while earlier layers still carry patch-level detail: the
-  paper's "last layer is coarse, multi-level features keep detail" (Sec. 4, Analysis 2). It is
-  then frozen for every later stage (`SeRConfig.freeze_vision`);
+  scenes of the synthetic world (its own images) by two caption-free objectives: which coloured
+  shapes appear (`synth.CONCEPTS`, multi-label, from the pooled last layer, the role of CLIP's
+  image-level contrastive loss) and which colours each patch shows (from the patch tokens of layer
+  3, standing in for the local detail early CLIP layers keep). Counts and positions are never
+  supervised, so the late layers have no reason to keep them while layer 3 holds patch-level
+  detail: the paper's "the last layer is coarse, multi-level features keep detail" (Sec. 4,
+  Analysis 2). It is then frozen for every later stage (`SeRConfig.freeze_vision`);
 * the LM is a 2-layer OPT pretrained (causal LM loss) on caption-like text: sentences describing
   random scenes of the same world that have no image (OPT saw web text, not COCO's captions).
 
@@ -46,6 +47,7 @@ MINIATURE_SIZES: dict[str, Any] = {
     "deeplens_max_caption_tokens": 32,
     "connector_depth": 4,
 }
+DENSE_LAYER = 3  # the ViT layer the dense (per-patch) pretraining objective reads
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<image>"]  # ids 0..3: pad 0, bos = eos 1 as in text_config
 VOCAB_SIZE = 512
 
@@ -83,14 +85,19 @@ def miniature_processor(config, tokenizer):
     )
 
 
-def pixel_values(processor, scenes: Sequence[Any], chunk: int = 256) -> torch.Tensor:
-    """Render scenes in memory and CLIP-normalise them: (N, 3, S, S)."""
-    from captioner.synth import render_scene
+def render(processor, scenes: Sequence[Any], *, patch_labels: bool = False, chunk: int = 256):
+    """Scenes drawn in memory and CLIP-normalised, (N, 3, S, S); with `patch_labels` also the
+    per-patch colour labels (N, patches, colours) of the ViT's dense pretraining objective."""
+    from captioner.synth import patch_colour_labels, render_scene
 
-    size = processor.image_size
-    parts = [processor.preprocess_images([render_scene(s, size) for s in scenes[i : i + chunk]])
-             for i in range(0, len(scenes), chunk)]
-    return torch.cat(parts)
+    size, patch = processor.image_size, processor.image_size // int(processor.num_image_tokens ** 0.5)
+    pixels, labels = [], []
+    for start in range(0, len(scenes), chunk):
+        images = [render_scene(s, size) for s in scenes[start : start + chunk]]
+        pixels.append(processor.preprocess_images(images))
+        if patch_labels:
+            labels += [patch_colour_labels(image, patch) for image in images]
+    return (torch.cat(pixels), torch.tensor(labels)) if patch_labels else torch.cat(pixels)
 
 
 def _optimizer(params, lr: float, steps: int):
@@ -109,22 +116,27 @@ class Pretrained:
     report: dict[str, Any]
 
 
-def pretrain_vit(vision_config, pixels: torch.Tensor, labels: torch.Tensor, held_out: tuple[torch.Tensor, torch.Tensor],
-                 steps: int, batch_size: int, lr: float, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Concept classification (multi-label BCE on the pooled last layer); returns weights and accuracy."""
+def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, patches: torch.Tensor,
+                 held_out: tuple[torch.Tensor, torch.Tensor], *, steps: int, batch_size: int, lr: float,
+                 seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Caption-free pretraining: which coloured shapes the image holds (multi-label, pooled last layer)
+    plus which colours each patch shows (multi-label, patch tokens of layer `DENSE_LAYER`)."""
     from captioner.modeling_ser import SeRVisionTower
 
     torch.manual_seed(seed)
     tower = SeRVisionTower(vision_config)
-    head = nn.Linear(vision_config.hidden_size, labels.shape[1])
-    params = list(tower.parameters()) + list(head.parameters())
+    head = nn.Linear(vision_config.hidden_size, concepts.shape[1])
+    dense_head = nn.Linear(vision_config.hidden_size, patches.shape[2])
+    params = [*tower.parameters(), *head.parameters(), *dense_head.parameters()]
     optimizer, schedule = _optimizer(params, lr, steps)
     generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.BCEWithLogitsLoss()
     tower.train()
     for _ in range(steps):
         rows = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-        loss = loss_fn(head(tower(pixels[rows]).pooler_output), labels[rows])
+        out = tower(pixels[rows], output_hidden_states=True)
+        loss = loss_fn(head(out.pooler_output), concepts[rows])
+        loss = loss + loss_fn(dense_head(out.hidden_states[DENSE_LAYER][:, 1:]), patches[rows])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -134,7 +146,8 @@ def pretrain_vit(vision_config, pixels: torch.Tensor, labels: torch.Tensor, held
     with torch.no_grad():
         predicted = head(tower(held_out[0]).pooler_output) > 0
     exact = (predicted == held_out[1].bool()).all(dim=1).float().mean().item()
-    return tower.state_dict(), {"final_loss": round(float(loss.detach()), 4), "held_out_concept_set_accuracy": round(100 * exact, 1)}
+    return tower.state_dict(), {"final_loss": round(float(loss.detach()), 4),
+                                "held_out_concept_set_accuracy": round(100 * exact, 1)}
 
 
 def pretrain_lm(text_config, tokenizer, corpus: Sequence[str], steps: int, batch_size: int, lr: float,

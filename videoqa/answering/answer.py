@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
 
 from videoqa.config import AnswerConfig
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
@@ -28,6 +27,7 @@ from videoqa.answering.prompts import (
     parse_letter,
 )
 from videoqa.types import Answer, Question
+from videoqa_base.logs import progress_bar
 
 MAX_CONDENSE_ROUNDS = 3  # "summarize" policy: summaries of summaries, at most this deep
 
@@ -77,7 +77,7 @@ def answer_questions(
             job.finish(None, "", "video_failed", "no transcript: the video failed earlier in the pipeline")
         else:
             pending.append(job)
-    with tqdm(total=len(jobs), disable=not progress, desc=f"answering [{template.name}]", unit="q") as bar:
+    with progress_bar(total=len(jobs), show=progress, desc=f"answering [{template.name}]", unit="q") as bar:
         bar.update(len(jobs) - len(pending))
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]

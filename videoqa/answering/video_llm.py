@@ -25,11 +25,19 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from videoqa.answering.llm import resolve_model
 from videoqa.answering.llm.video import PreparedPrompt, VideoLLMBackend, VideoPrompt
+from videoqa.answering.llm.vlm import checkpoint_parameters
 from videoqa.types import Answer, FrameBatch, Question, VideoFailure
 
 QUESTION_TEMPLATE = "Question: {question}\nOptions:\n{options}\nAnswer with the option's letter from the given choices directly."
 CONTEXT_POLICIES = ("subsample", "error")
+
+
+def video_llm_parameters(config) -> int:
+    """A video LLM's size for the tables (`config`: an LLMConfig), from its safetensors headers:
+    no weights, no engine - a resumed run that asks nothing still reports it."""
+    return checkpoint_parameters(resolve_model(config.model, config.revision, what="video LLM").path)
 
 
 def question_text(question: Question) -> str:

@@ -21,7 +21,7 @@ from videoqa.bench.generalist import generalist_step
 from videoqa.bench.peak import auto_threads, contention_probe, peak_step
 from videoqa.bench.report import build_figures, figures_table
 from videoqa.bench.settings import FIGURES, STEPS, BenchSettings, Figure, say
-from videoqa.outputs import environment, to_jsonable
+from videoqa.manifest import environment, to_jsonable
 from videoqa_base.device import cpu_has_native_bf16, resolve_device
 
 

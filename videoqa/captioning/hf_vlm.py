@@ -17,8 +17,9 @@ Options (`captioner.options` in the YAML):
         the original LLaVA system sentence "A chat between a curious human and ... USER: <image>\\n
         {prompt} ASSISTANT:". Default: the chat template.
     image_size: shorter side (pixels) frames are decoded at. Default: the image processor's fixed
-        input size (LLaVA 336, BLIP-2 224, SmolVLM's 512 px tiles); required for dynamic-resolution
-        models (Qwen-VL), where it sets the number of visual tokens per frame.
+        input size (LLaVA 336, BLIP-2 224, SmolVLM's 512 px tiles); for dynamic-resolution models
+        (Qwen-VL), where it sets the number of visual tokens per frame, 448 (within the processor's
+        pixel budget).
 
 The constructor reads config.json, tokenizer and image processor only; `identity()` and
 `num_parameters()` (from the safetensors headers) need no weights; `load()` loads them. Missing
@@ -87,6 +88,7 @@ class HFVLMCaptioner(Captioner):
         self.resolved, self.model_config, self.inputs = open_vlm(config.model, config.revision, what=f"{config.name} captioner")
         self.model_type = self.model_config.model_type
         self.prompt_template = check_prompt_template(config.name, config.options.get("prompt_template"), self.model_type)
+        self.prompt_text(config.prompt)  # a checkpoint without any prompt layout fails now, not mid-run
         self.image_size = self._image_size(config.options.get("image_size"))
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -101,7 +103,7 @@ class HFVLMCaptioner(Captioner):
         size = processor_image_size(self.inputs.image_processor)
         if size is None:
             raise UserError(
-                f"captioner {self.config.name!r}: {type(self.inputs.image_processor).__name__} takes any resolution; "
+                f"captioner {self.config.name!r}: {type(self.inputs.image_processor).__name__} names no input size; "
                 f"set options.image_size (the frames' shorter side in pixels, e.g. 448)"
             )
         return size
@@ -139,8 +141,8 @@ class HFVLMCaptioner(Captioner):
         self.model = load_vlm_model(self.resolved.path, self.dtype, self.device)
 
     def caption(self, images: Sequence[np.ndarray], prompt: str) -> list[str]:
-        if self.model is None and len(images) > 0:
-            raise UserError(f"captioner {self.config.name!r}: call load() before caption()")
+        if len(images) > 0:
+            self.load()  # normally done by the caption stage; idempotent
         text, size = self.prompt_text(prompt), self.config.batch_size
         batches = [images[start : start + size] for start in range(0, len(images), size)]
         return [caption for batch in batches for caption in self._generate([text] * len(batch), [[i] for i in batch])]

@@ -51,7 +51,7 @@ class SeRCaptioner(Captioner):
 
     def __init__(self, config: CaptionerConfig):
         from captioner.inference import MissingCheckpointError
-        from captioner.modeling_ser import SeRConfig
+        from captioner.configuration_ser import SeRConfig
         from captioner.processing_ser import SeRProcessor
         from videoqa_base.device import resolve_device, resolve_dtype
 

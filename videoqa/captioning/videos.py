@@ -21,6 +21,7 @@ from videoqa.captioning.cache import CaptionCache, file_state
 from videoqa.captioning.stage import CaptionStats, caption_stream
 from videoqa.frames import DecodeStats, stream_videos
 from videoqa.types import FrameBatch, VideoCaptions, VideoFailure
+from videoqa_base.logs import progress_bar
 
 
 @dataclass
@@ -83,8 +84,8 @@ def caption_videos(
     stats, decode_stats = CaptionStats(), DecodeStats()
     started = time.perf_counter()
     if todo:
-        with tqdm(desc="decode", unit="frame", disable=not progress) as decode_bar, tqdm(
-            total=len(todo), desc="caption", unit="video", disable=not progress
+        with progress_bar(desc="decode", unit="frame", show=progress) as decode_bar, progress_bar(
+            total=len(todo), desc="caption", unit="video", show=progress
         ) as caption_bar:
             frames = stream_videos(
                 todo, fps=config.frames.fps, num_frames=config.frames.num_frames, max_frames=config.frames.max_frames,

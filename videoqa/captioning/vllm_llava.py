@@ -114,8 +114,7 @@ class VLLMLlavaCaptioner(Captioner):
 
         if len(images) == 0:
             return []
-        if self.llm is None:
-            raise UserError(f"captioner {self.config.name!r}: call load() before caption() (or it was closed)")
+        self.load()  # normally done by the caption stage; idempotent (and restarts a closed engine)
         text = self.prompt_text(prompt)
         requests = [
             {"prompt": text, "multi_modal_data": {"image": Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))}}

@@ -11,7 +11,11 @@ import argparse
 import functools
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
+
+from videoqa_base.cli import run_guarded
+from videoqa_base.logs import quiet_defaults, quiet_third_party
 
 SUBCOMMANDS = {
     "describe": ("captioner.describe", "print parameter counts of a preset (built on the meta device)"),
@@ -31,7 +35,7 @@ def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
     """An LLM backend from a configs/llms/ name, a YAML file or a local model directory, with
-    `KEY=VALUE` overrides of its config fields."""
+    `KEY=VALUE` overrides of its config fields. (Imported here: only pseudo-initial needs the LLM stack.)"""
     from videoqa.answering.llm import load_backend
     from videoqa.config import LLMConfig, resolve_component
     from videoqa_base.config import apply_overrides, validate
@@ -49,6 +53,7 @@ def run_subcommand(name: str, module, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_defaults()
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="captioner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,10 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(sub_parser)
     if argv[0] == "pseudo-initial":
         add_llm_arguments(sub_parser)
+    sub_parser.add_argument(
+        "--verbose", action="store_true", help="show torch/transformers/vLLM output here instead of in the log file"
+    )
     args = sub_parser.parse_args(argv[1:])
-    from videoqa_base.cli import run_guarded
+    log_path = Path("outputs") / "captioner" / f"{argv[0]}.log"
 
-    return run_guarded(lambda: run_subcommand(argv[0], module, args))
+    def quietly() -> int:
+        with quiet_third_party(log_path, verbose=args.verbose):
+            return run_subcommand(argv[0], module, args)
+
+    return run_guarded(quietly)
 
 
 if __name__ == "__main__":

@@ -93,9 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from videoqa.compare import compare
+    from videoqa.compare import compare, comparison_directory
     from videoqa.config import load_run_config
-    from videoqa.outputs import new_run_id, safe_name
+    from videoqa.manifest import new_run_id
 
     captioners = [c.strip() for c in args.captioners.split(",") if c.strip()]
     if not captioners:
@@ -104,7 +104,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     first = load_run_config(
         dataset=args.dataset, captioner=captioners[0], llm=args.llm, overrides=overrides_from_args(args)
     )
-    directory = Path(first.output_dir) / safe_name(first.dataset.name) / "compare" / safe_name(compare_id)
+    directory = comparison_directory(first, compare_id)
     with third_party_log(args, directory / "compare.log"):
         result = compare(
             args.dataset, captioners, args.llm, overrides_from_args(args), compare_id=compare_id,

@@ -58,11 +58,15 @@ class CaptionerWorker:
         self.captioner = KeptLoaded(CAPTIONERS.get(config.captioner.type)(config.captioner))
 
     def caption(
-        self, videos: list[tuple[str, Path]], known_failures: dict[str, VideoFailure]
+        self, videos: list[tuple[str, Path]], known_failures: dict[str, VideoFailure], stage_options: dict
     ) -> tuple[CaptionResult, list[VideoFailure]]:
         """The share's result, and the failures the stage reported as new (for the driver's `on_failure`)."""
         new_failures: list[VideoFailure] = []
-        result = caption_videos(self.config, self.captioner, videos, known_failures, new_failures.append, progress=False)
+        # collect=False: the weights stay loaded for the next share, there is nothing to free
+        result = caption_videos(
+            self.config, self.captioner, videos, known_failures, new_failures.append, progress=False,
+            **stage_options | {"collect": False},
+        )
         return result, new_failures
 
     def pid(self) -> int:
@@ -112,12 +116,13 @@ def caption_on_ray(
     known_failures: dict[str, VideoFailure] | None = None,
     on_failure: Callable[[VideoFailure], None] | None = None,
     progress: bool = True,
+    **stage_options,
 ) -> CaptionResult:
     """The executor's caption stage: same arguments and result as the local `caption_videos`."""
     import ray
 
     if not videos:  # nothing to hand out: the local stage reports the empty result
-        return caption_videos(config, captioner, videos, known_failures, on_failure, progress)
+        return caption_videos(config, captioner, videos, known_failures, on_failure, progress, **stage_options)
     known_failures = known_failures or {}
     size = config.ray.videos_per_task
     shares = [list(videos[i : i + size]) for i in range(0, len(videos), size)]
@@ -132,7 +137,7 @@ def caption_on_ray(
                 while shares and idle:
                     share, actor = shares.pop(0), idle.pop()
                     share_failures = {vid: known_failures[vid] for vid, _ in share if vid in known_failures}
-                    pending[actor.caption.remote(share, share_failures)] = actor
+                    pending[actor.caption.remote(share, share_failures, stage_options)] = actor
                 done, _ = ray.wait(list(pending), num_returns=1)
                 idle.append(pending.pop(done[0]))
                 result, new_failures = ray.get(done[0])

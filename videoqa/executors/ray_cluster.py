@@ -39,7 +39,8 @@ def connect(ray_config) -> None:
         log_to_driver=False,  # worker output stays in the Ray session's logs, not on the terminal
     )
     if ray_config.address is None:
-        kwargs |= dict(num_cpus=ray_config.num_cpus, include_dashboard=False)
+        # "local": a new instance even when `ray start` runs on this node (ray.init() would join that)
+        kwargs |= dict(address="local", num_cpus=ray_config.num_cpus, include_dashboard=False)
     else:
         kwargs["address"] = ray_config.address
     try:

@@ -23,9 +23,9 @@ class RayExecutor:
         self.ray_config = config.ray
         self.run_id = config.run_id
 
-    def caption_videos(self, config, captioner, videos, known_failures=None, on_failure=None, progress=True):
+    def caption_videos(self, config, captioner, videos, known_failures=None, on_failure=None, progress=True, **options):
         connect(self.ray_config)
-        return caption_on_ray(config, captioner, videos, known_failures, on_failure, progress)
+        return caption_on_ray(config, captioner, videos, known_failures, on_failure, progress, **options)
 
     def load_backend(self, llm_config) -> RayLLMBackend:
         connect(self.ray_config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from videoqa.config import LLMConfig
-from videoqa.answering.llm import ChoiceCompletion, model_config_summary, resolve_model, validate_choices
+from videoqa.answering.llm import ChoiceCompletion, resolve_model, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
 from videoqa.answering.llm.local_model import LocalModelBackend
 from videoqa.registry import LLM_BACKENDS
@@ -93,19 +93,10 @@ class TransformersBackend(LocalModelBackend):
         return results
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "backend": "transformers",
-            "name": self.config.name,
-            "model": self.config.model,
-            "model_path": str(self.resolved.path),
-            "revision": self.resolved.revision,
-            "revision_source": self.resolved.source,
+        return self.model_identity("transformers") | {
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
-            "max_model_len": self._max_context,
-            "seed": self.config.seed,
             **{f"{k}_version": v for k, v in self._versions.items()},
-            "model_config": model_config_summary(self.resolved.path),
             "decoding": "greedy; choose() by comparing next-token logits of the choices",
         }
 

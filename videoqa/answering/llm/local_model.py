@@ -2,14 +2,15 @@
 template applied with the model's own tokenizer, token counting, and the over-long-prompt rule."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-from videoqa.answering.llm import resolve_model
+from videoqa.answering.llm import model_config_summary, resolve_model
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
 
 
 class LocalModelBackend(LLMBackend):
-    """Subclasses set `self.tokenizer` (with a chat template) and `self._max_context`."""
+    """Subclasses set `self.config`, `self.resolved` (videoqa.answering.llm.ResolvedModel),
+    `self.tokenizer` (with a chat template) and `self._max_context`."""
 
     tokenizer = None
     _max_context: int = 0
@@ -18,6 +19,20 @@ class LocalModelBackend(LLMBackend):
     def check_available(cls, config) -> None:
         """Raise MissingModelError now if the weights are not on this machine (no engine start)."""
         resolve_model(config.model, config.revision)
+
+    def model_identity(self, backend: str) -> dict[str, Any]:
+        """The manifest entries every local backend records (subclasses add their settings)."""
+        return {
+            "backend": backend,
+            "name": self.config.name,
+            "model": self.config.model,
+            "model_path": str(self.resolved.path),
+            "revision": self.resolved.revision,
+            "revision_source": self.resolved.source,
+            "max_model_len": self._max_context,
+            "seed": self.config.seed,
+            "model_config": model_config_summary(self.resolved.path),
+        }
 
     @property
     def max_context(self) -> int:

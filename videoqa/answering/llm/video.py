@@ -26,6 +26,7 @@ from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, model_config_
 from videoqa.answering.llm.vlm import checkpoint_parameters, load_vlm_model, open_vlm
 from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
+from videoqa_base.errors import UserError
 
 
 @dataclass
@@ -96,9 +97,11 @@ class TransformersVideoBackend(VideoLLMBackend):
         self.config = config
         self.resolved, self.model_config, self.inputs = open_vlm(config.model, config.revision, what="video LLM")
         if not self.inputs.chat_template:
-            raise_no_template(self.resolved.path)
+            raise UserError(f"{self.resolved.path}: no chat template (a video LLM needs one to place frames and question)")
         options = dict(config.engine_kwargs)
         self.device = resolve_device(str(options.pop("device", "auto")))
+        if options:
+            raise UserError(f"LLM {config.name!r}: unknown engine_kwargs {sorted(options)} for transformers-video (known: device)")
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.model = load_vlm_model(self.resolved.path, self.dtype, self.device)
         text_config = self.model_config.get_text_config()
@@ -165,8 +168,3 @@ class TransformersVideoBackend(VideoLLMBackend):
     def close(self) -> None:
         self.model = None
 
-
-def raise_no_template(path) -> None:
-    from videoqa_base.errors import UserError
-
-    raise UserError(f"{path}: no chat template; a video LLM needs one to place the frames and the question")

@@ -14,7 +14,7 @@ import os
 from typing import Any, Sequence
 
 from videoqa.config import LLMConfig
-from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, model_config_summary, resolve_model, validate_choices
+from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, resolve_model, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
 from videoqa.answering.llm.local_model import LocalModelBackend
 from videoqa.registry import LLM_BACKENDS
@@ -101,21 +101,12 @@ class VLLMOfflineBackend(LocalModelBackend):
         return results
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "backend": "vllm",
-            "name": self.config.name,
-            "model": self.config.model,
-            "model_path": str(self.resolved.path),
-            "revision": self.resolved.revision,
-            "revision_source": self.resolved.source,
+        return self.model_identity("vllm") | {
             "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
-            "max_model_len": self._max_context,
             "tensor_parallel_size": self.config.tensor_parallel_size,
             "enable_prefix_caching": self.config.enable_prefix_caching,
-            "seed": self.config.seed,
             "vllm_version": self._vllm_version,
             "engine_kwargs": dict(self.config.engine_kwargs),
-            "model_config": model_config_summary(self.resolved.path),
             "decoding": "greedy; choose() via structured outputs choice",
         }
 

@@ -19,6 +19,8 @@ Checkpoint quirks are repaired or refused with one-line errors (`repair_processo
 from __future__ import annotations
 
 import json
+import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +30,7 @@ from videoqa.answering.llm import ResolvedModel, resolve_model
 from videoqa_base.errors import UserError
 
 QWEN_VL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl"})
+DYNAMIC_SIDE = 448  # dynamic-resolution models: frames' shorter side (448 x 796 px -> 448 Qwen-VL tokens)
 IMAGE = "<image>"  # stands for the checkpoint's image placeholder in `prompt_template`s
 # layouts for checkpoints without a chat template, by model_type
 FALLBACK_TEMPLATES = {
@@ -38,7 +41,7 @@ FALLBACK_TEMPLATES = {
 SELF_PLACING = frozenset({"blip-2"})
 
 
-class VLMInputs:
+class VLMInputs(ABC):
     """Prompt text + images -> tensors for `model.generate` / `model(...)`, left padded."""
 
     tokenizer: Any
@@ -54,9 +57,9 @@ class VLMInputs:
             conversation, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
         )
 
+    @abstractmethod
     def encode(self, texts: Sequence[str], images: Sequence[Sequence[np.ndarray]]) -> dict[str, Any]:
         """Tensors for a batch: `texts[i]` holds one placeholder per image of `images[i]`."""
-        raise NotImplementedError
 
 
 class ProcessorInputs(VLMInputs):
@@ -91,7 +94,8 @@ class QwenVLInputs(VLMInputs):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.image_processor = AutoImageProcessor.from_pretrained(str(path), backend="pil")
-        self.chat_template = self.tokenizer.chat_template or read_chat_template(path)
+        # the processor's template (what Qwen's processor would use) before the tokenizer's
+        self.chat_template = read_chat_template(path) or self.tokenizer.chat_template
         if not self.chat_template:
             raise UserError(f"{path}: no chat template (tokenizer_config.json or chat_template.json/.jinja)")
         self.image_token_id = int(model_config.image_token_id)
@@ -186,18 +190,19 @@ def repair_processor(processor: Any, model_config: Any, path: Path) -> None:
 
 
 def processor_image_size(image_processor: Any) -> int | None:
-    """Side length an image processor feeds its vision tower, when it has a fixed one (frames are
-    decoded at that size); None for dynamic-resolution processors (Qwen-VL)."""
+    """The shorter side frames are decoded at: the side an image processor feeds its vision tower,
+    or for dynamic-resolution processors (Qwen-VL) DYNAMIC_SIDE px within their pixel budget;
+    None when the processor says neither."""
     crop = getattr(image_processor, "crop_size", None)
     if getattr(image_processor, "do_center_crop", False) and crop:
         return int(crop["height"] if isinstance(crop, dict) else crop.height)
     tile = getattr(image_processor, "max_image_size", None)  # Idefics3 / SmolVLM: square tiles
     if tile:
         return int(tile["longest_edge"] if isinstance(tile, dict) else tile.longest_edge)
-    if hasattr(image_processor, "merge_size"):  # Qwen-VL: `size` counts pixels, not sides
-        return None
     size = image_processor.size
     size = size if isinstance(size, dict) else dict(size.items()) if hasattr(size, "items") else size.__dict__
+    if hasattr(image_processor, "merge_size"):  # Qwen-VL: `size` bounds the pixel count, not a side
+        return min(DYNAMIC_SIDE, math.isqrt(int(size["longest_edge"])))
     side = size.get("shortest_edge") or size.get("height")
     return int(side) if side else None
 

