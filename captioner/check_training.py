@@ -89,6 +89,7 @@ def _peak_rss_gib() -> float:
 def check_stage(model, processor, stage: str, batch_size: int, caption_words: int, lr: float = 1e-5) -> dict[str, Any]:
     """One optimiser step of `stage`; returns what it trained, what moved and what it cost."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     trainable = model.set_trainable(stage)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -97,14 +98,16 @@ def check_stage(model, processor, stage: str, batch_size: int, caption_words: in
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     batch = _batch(processor, stage, batch_size, caption_words, seed=len(stage))
     started = time.perf_counter()
-    loss = model(**batch).loss
-    loss.backward()
+    with FlopCounterMode(display=False) as flops:
+        loss = model(**batch).loss
+        loss.backward()
     vision_gradient = any(p.grad is not None for p in model.vision_tower.parameters())
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     seconds = time.perf_counter() - started
     optimizer.zero_grad(set_to_none=True)
     changed = sorted(part for part in PARTS if _fingerprint(getattr(model, part)) != before[part])
+    tokens = int(batch["attention_mask"].sum())
     del optimizer, params, batch
     gc.collect()
     expected = TAB15_TRAINABLE[stage]
@@ -120,6 +123,8 @@ def check_stage(model, processor, stage: str, batch_size: int, caption_words: in
         "loss": round(float(loss.detach()), 4),
         "loss_finite": math.isfinite(float(loss.detach())),
         "seconds_per_step": round(seconds, 2),
+        "flops_per_step": float(flops.get_total_flops()),  # forward + backward (torch FlopCounterMode)
+        "batch_tokens": tokens,
         "peak_rss_gib_so_far": round(_peak_rss_gib(), 2),
     }
 
@@ -156,7 +161,7 @@ def check_training(preset: str, batch_size: int = 1, caption_words: int = 40) ->
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['preset']} ({report['variant']}), random weights, fp32 on CPU, batch {report['batch_size']}: "
+    lines: list[str] = [f"{report['preset']} ({report['variant']}), random weights, fp32 on CPU, batch {report['batch_size']}: "
              f"{report['parameters']['total'] / 1e6:.1f}M parameters "
              f"({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in report['parameters'].items() if k != 'total')})",
              "stage     trains (Tab. 15)          trainable   ViT grad  loss      s/step  peak RSS"]

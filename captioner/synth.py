@@ -127,8 +127,7 @@ def render_scene(scene: Scene, size: int = 64):
 # appear anywhere in the image ("a red circle", "a blue square"), a bag of objects with their
 # attributes, like what a contrastive image-text model learns to match. Counts and relative
 # positions are never labels, so the late ViT layers have no reason to keep them (CLIP is known to
-# be blind to both): they are the fine details a caption gets wrong. A mid layer is trained on
-# `patch_colour_labels`, a dense objective that keeps local detail there, as early CLIP layers do.
+# be blind to both): they are the fine details a caption gets wrong.
 CONCEPTS: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
 
 
@@ -139,19 +138,23 @@ def concept_labels(scene: Scene) -> list[float]:
     return [1.0 if concept in present else 0.0 for concept in CONCEPTS]
 
 
-def patch_colour_labels(image, patch: int) -> list[list[float]]:
-    """Per patch (row-major, as a ViT orders them): which of `COLOURS` it shows (shapes are drawn
-    without anti-aliasing, so a colour is present exactly when one of its pixels is)."""
-    import numpy as np
+# ... and the mid-layer labels: every detail of the scene as classes (layout; count, colour and
+# shape of each group, "none" for an absent second group). Attribute classification on the ViT's
+# own images, never a caption.
+ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("layout", ("single", "horizontal", "vertical")),
+    ("count_1", ("1", "2", "3")), ("colour_1", tuple(COLOURS)), ("shape_1", SHAPES),
+    ("count_2", ("none", "1", "2", "3")), ("colour_2", ("none", *COLOURS)), ("shape_2", ("none", *SHAPES)),
+)
 
-    pixels = np.asarray(image)
-    rows, cols = pixels.shape[0] // patch, pixels.shape[1] // patch
-    labels = []
-    for r in range(rows):
-        for c in range(cols):
-            block = pixels[r * patch : (r + 1) * patch, c * patch : (c + 1) * patch].reshape(-1, 3)
-            labels.append([float((block == rgb).all(axis=1).any()) for rgb in COLOURS.values()])
-    return labels
+
+def attribute_labels(scene: Scene) -> list[int]:
+    """Class index of each of `ATTRIBUTES` for the scene."""
+    second = scene.second
+    values = [scene.layout, str(scene.first.count), scene.first.colour, scene.first.shape,
+              "none" if second is None else str(second.count), "none" if second is None else second.colour,
+              "none" if second is None else second.shape]
+    return [classes.index(value) for (_, classes), value in zip(ATTRIBUTES, values)]
 
 
 def sample_scenes(n: int, seed: str | int) -> list[Scene]:

@@ -16,7 +16,9 @@ on rendered shapes (captioner/synth.py), with the real SeR model code:
    drafts, cross-fitted: two half-data stage-1 models each draft the half they did not train on);
 5. held-out images are captioned by each arm: its first glance, its refinement of that, and its
    refinement of the stage-1 model's drafts; BLEU-4, CIDEr-D, exact match, fixes vs breaks; mean ± sd
-   over seeds (the pretrained stand-ins and the data are shared; every later stage is reseeded).
+   over seeds. As in the paper, one set of pretrained parts and one stage-1 specialist are the common
+   starting point (stand-ins, data and stage 1 are shared); the seeds vary what the arms compare:
+   DeepLens's initialisation, batch order and the sampled pseudo-initial captions.
 """
 from __future__ import annotations
 
@@ -38,31 +40,33 @@ class SynthSettings:
     dev_images: int = 64  # stage 1's stopping rule reads these (never the test images)
     test_images: int = 200
     seeds: int = 3
-    vit_images: int = 2000  # the ViT's own pretraining images (concept labels only)
-    vit_steps: int = 400
+    # pretrained stand-ins (shared by --quick and the full run, so one cached copy serves both)
+    vit_images: int = 4000  # the ViT's own pretraining images (attribute labels, no captions)
+    vit_steps: int = 1500
     lm_scenes: int = 1500  # caption-like text: 3 sentences per scene
-    lm_steps: int = 400
-    pretrain_batch_size: int = 64
-    pretrain_lr: float = 1e-3
+    lm_steps: int = 300
+    pretrain_batch_size: int = 32
+    pretrain_lr: float = 2e-3
     connector_steps: int = 60  # connector pretraining (paper: 1 epoch of LCS-558K)
-    stage1_max_steps: int = 1500
+    stage1_max_steps: int = 3000
     stage1_target_wrong: float = 50.0  # % of dev drafts wrong at which stage 1 stops (issue 10: 30-50 %)
-    check_every: int = 20
+    check_every: int = 50
     arm_steps: int = 300
     batch_size: int = 32
-    lr: float = 5e-4  # stage 1 and every arm (the paper uses one fine-tuning rate for both stages)
+    lr: float = 2e-3  # stage 1 and every arm (the paper uses one fine-tuning rate for both stages)
     pseudo_per_caption: int = 3  # App. F.1
     arms: tuple[str, ...] = tuple(loop.ARMS)
     data_variants: bool = True  # rerun the best SeR arm with gt-mix and self drafts
     max_new_tokens: int = 24
     seed: int = 0
+    # the pretrained stand-ins are cached here like downloaded checkpoints (None: always pretrain)
+    cache_dir: str | None = "~/.cache/videoqa/synth-standins"
     # One intra-op thread: on a shared 2-core machine two threads stall each other, and the tiny
     # matmuls gain little from a second one anyway.
     threads: int = 1
 
 
-QUICK = dict(train_images=600, test_images=100, vit_images=1000, vit_steps=200, lm_scenes=800, lm_steps=200,
-             pretrain_batch_size=32, stage1_max_steps=800, arm_steps=150)
+QUICK = dict(train_images=600, test_images=100, stage1_max_steps=1500, arm_steps=100)
 
 
 @dataclass
@@ -74,27 +78,27 @@ class World:
     pretrained: standins.Pretrained
     captions: dict[str, list[list[str]]]  # split -> per-image references
     buffers: dict[tuple[str, str], Any]  # (variant, split) -> VisionBuffer of the frozen ViT
+    standins_cached: bool = False
 
 
 def build_world(settings: SynthSettings, log) -> World:
-    import torch
-
-    from captioner.synth import concept_labels, sample_scenes
+    from captioner.synth import sample_scenes
 
     tokenizer = standins.world_tokenizer()
     base = standins.miniature_config("ser", tokenizer)
     processor = standins.miniature_processor(base, tokenizer)
-    vit_scenes = sample_scenes(settings.vit_images + 200, f"vit:{settings.seed}")
-    labels = torch.tensor([concept_labels(s) for s in vit_scenes])
-    pixels, patches = standins.render(processor, vit_scenes, patch_labels=True)
-    vision, vit_report = standins.pretrain_vit(
-        base.vision_config, pixels[:-200], labels[:-200], patches[:-200], (pixels[-200:], labels[-200:]),
-        steps=settings.vit_steps, batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr, seed=settings.seed)
-    corpus = standins.caption_like_corpus(settings.lm_scenes, settings.seed)
-    lm, lm_report = standins.pretrain_lm(base.text_config, tokenizer, corpus, settings.lm_steps,
-                                         settings.pretrain_batch_size, settings.pretrain_lr, settings.seed)
-    pretrained = standins.Pretrained(vision, lm, {"vit": vit_report, "lm": {**lm_report, "sentences": len(corpus)}})
-    log(f"stand-ins: ViT {vit_report}; LM {lm_report}")
+    pretrain_fields = ("vit_images", "vit_steps", "lm_scenes", "lm_steps", "pretrain_batch_size", "pretrain_lr", "seed")
+    key = standins.cache_key(standins.MINIATURE_SIZES, {f: getattr(settings, f) for f in pretrain_fields})
+    cache = Path(settings.cache_dir).expanduser() / key if settings.cache_dir else None
+    pretrained = standins.load_cached(cache) if cache is not None else None
+    cached = pretrained is not None
+    if pretrained is None:
+        pretrained = pretrain_standins(settings, base, tokenizer, processor)
+        if cache is not None:
+            standins.save_cached(cache, pretrained)
+        log(f"stand-ins pretrained: {pretrained.report}")
+    else:
+        log(f"stand-ins loaded from {cache}: {pretrained.report}")
     sizes = {"train": settings.train_images, "dev": settings.dev_images, "test": settings.test_images}
     scenes = {split: sample_scenes(n, f"{split}:{settings.seed}") for split, n in sizes.items()}
     captions = {split: [s.captions() for s in ss] for split, ss in scenes.items()}
@@ -105,7 +109,30 @@ def build_world(settings: SynthSettings, log) -> World:
         encoder = standins.assemble(variant, tokenizer, pretrained, settings.seed)
         for split, px in split_pixels.items():
             buffers[variant, split] = loop.encode(encoder, px)
-    return World(tokenizer, processor, pretrained, captions, buffers)
+    return World(tokenizer, processor, pretrained, captions, buffers, standins_cached=cached)
+
+
+def pretrain_standins(settings: SynthSettings, base, tokenizer, processor) -> standins.Pretrained:
+    """The ViT (attribute classification on its own images) and the LM (caption-like text)."""
+    import torch
+
+    from captioner.synth import attribute_labels, concept_labels, sample_scenes
+
+    started = time.perf_counter()
+    vit_scenes = sample_scenes(settings.vit_images + 200, f"vit:{settings.seed}")
+    labels = torch.tensor([concept_labels(s) for s in vit_scenes])
+    attributes = torch.tensor([attribute_labels(s) for s in vit_scenes])
+    pixels = standins.render(processor, vit_scenes)
+    vision, vit_report = standins.pretrain_vit(
+        base.vision_config, pixels[:-200], labels[:-200], attributes[:-200],
+        (pixels[-200:], labels[-200:], attributes[-200:]),
+        steps=settings.vit_steps, batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr, seed=settings.seed)
+    corpus = standins.caption_like_corpus(settings.lm_scenes, settings.seed)
+    lm, lm_report = standins.pretrain_lm(base.text_config, tokenizer, corpus, settings.lm_steps,
+                                         settings.pretrain_batch_size, settings.pretrain_lr, settings.seed)
+    report = {"vit": vit_report, "lm": {**lm_report, "sentences": len(corpus)},
+              "seconds": round(time.perf_counter() - started, 1)}
+    return standins.Pretrained(vision, lm, report)
 
 
 def _first_examples(world: World) -> list[loop.Example]:
@@ -131,12 +158,14 @@ def stage_one(world: World, settings: SynthSettings, seed: int, log) -> dict[str
 
     def check(step: int) -> bool:
         checks.append((step, round(_wrong_pct(world, model, "dev", settings.max_new_tokens), 1)))
+        if len(checks) % 5 == 0:
+            log(f"stage 1 step {step}: {checks[-1][1]}% of dev drafts wrong")
         return checks[-1][1] <= settings.stage1_target_wrong
 
     log_1 = loop.train(model, world.processor, buffer, loop.Recipe("stage1", 0.0), _first_examples(world), [],
                        steps=settings.stage1_max_steps, batch_size=settings.batch_size, lr=settings.lr, seed=seed,
                        schedule="constant_with_warmup", check=check, check_every=settings.check_every)
-    log(f"seed {seed}: stage 1 stopped at step {log_1.steps}, dev drafts wrong {checks[-1][1] if checks else '?'}% "
+    log(f"stage 1 stopped at step {log_1.steps}, dev drafts wrong {checks[-1][1] if checks else '?'}% "
         f"({log_1.seconds:.0f}s)")
     test_ids = scoring.caption_ids(model, world.processor, world.buffers["specialist", "test"],
                                    max_new_tokens=settings.max_new_tokens)
@@ -157,7 +186,8 @@ def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stag
         return drafts if kind == "lexical" else [[d + [c] for d, c in zip(ds, caps)] for ds, caps in zip(drafts, captions)]
     if kind != "self":
         raise ValueError(f"unknown pseudo-initial kind {kind!r}")
-    # Data 1, cross-fitted: a stage-1 model trained on one half drafts the other half
+    # Data 1, cross-fitted: a stage-1 model trained on one half drafts the other half. Each half-data
+    # model gets half of stage 1's steps: the same epochs, and together the same compute.
     own: dict[int, str] = {}
     buffer = world.buffers["specialist", "train"]
     for fold in (0, 1):
@@ -166,7 +196,8 @@ def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stag
         rows = [i for i in range(len(captions)) if i % 2 != fold]
         loop.train(model, world.processor, buffer, loop.Recipe("stage1", 0.0),
                    loop.first_glance_examples(rows, [captions[i] for i in rows]), [],
-                   steps=stage1["log"].steps, batch_size=settings.batch_size, lr=settings.lr, seed=seed + 7 + fold,
+                   steps=max(1, stage1["log"].steps // 2), batch_size=settings.batch_size, lr=settings.lr,
+                   seed=seed + 7 + fold,
                    schedule="constant_with_warmup")
         held = [i for i in range(len(captions)) if i % 2 == fold]
         ids = scoring.caption_ids(model, world.processor, buffer.select(held), max_new_tokens=settings.max_new_tokens)
@@ -232,13 +263,11 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
         world = build_world(settings, log)
         world_s = time.perf_counter() - started
         seeds = [settings.seed + k for k in range(settings.seeds)]
-        stage1 = {seed: stage_one(world, settings, seed, log) for seed in seeds}
-        per_arm: dict[str, list[dict[str, Any]]] = {"stage1": []}
-        for seed in seeds:
-            model = standins.assemble("specialist", world.tokenizer, world.pretrained, seed)
-            standins.load_stage(model, stage1[seed]["weights"])
-            per_arm["stage1"].append(evaluate(model, "specialist", world, settings, stage1[seed])
-                                     | {"train": dataclasses.asdict(stage1[seed]["log"])})
+        stage1 = stage_one(world, settings, settings.seed, log)
+        model = standins.assemble("specialist", world.tokenizer, world.pretrained, settings.seed)
+        standins.load_stage(model, stage1["weights"])
+        per_arm = {"stage1": [evaluate(model, "specialist", world, settings, stage1)
+                              | {"train": dataclasses.asdict(stage1["log"])}]}
         drafts: dict[int, dict[str, list]] = {seed: {} for seed in seeds}
         arms = [loop.ARMS[name] for name in settings.arms]
         ser_bases = [a for a in arms if a.name in ("ser_paper", "ser_protected")]
@@ -251,9 +280,11 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
             for arm in arms:
                 per_arm[arm.name] = []
                 for seed in seeds:
+                    if arm.drafts == "self" and seed != seeds[0]:  # one stage 1, so one set of own drafts
+                        drafts[seed]["self"] = drafts[seeds[0]]["self"]
                     if arm.drafts is not None and arm.drafts not in drafts[seed]:
-                        drafts[seed][arm.drafts] = drafts_for(arm.drafts, world, settings, seed, stage1[seed])
-                    per_arm[arm.name].append(run_arm(arm, world, settings, seed, stage1[seed], drafts[seed]))
+                        drafts[seed][arm.drafts] = drafts_for(arm.drafts, world, settings, seed, stage1)
+                    per_arm[arm.name].append(run_arm(arm, world, settings, seed, stage1, drafts[seed]))
                 summary = scoring.aggregate(per_arm[arm.name])
                 log(f"{arm.name}: first glance CIDEr {summary['first_glance']['CIDEr']['mean']}, "
                     f"refined {summary['refined']['CIDEr']['mean']} (fixes {summary['fixes']}, breaks {summary['breaks']})")
@@ -270,15 +301,15 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
         "steps": {
             "vit_pretrain": settings.vit_steps, "lm_pretrain": settings.lm_steps,
             "connector_pretrain": settings.connector_steps,
-            "stage1": [stage1[s]["log"].steps for s in seeds], "arm": settings.arm_steps,
+            "stage1": stage1["log"].steps, "arm": settings.arm_steps,
             "batch_size": settings.batch_size, "pretrain_batch_size": settings.pretrain_batch_size,
         },
         "stage1_stop": {"target_wrong_pct": settings.stage1_target_wrong,
-                        "dev_checks": {str(s): stage1[s]["checks"] for s in seeds},
+                        "dev_checks": stage1["checks"],
                         "held_out_wrong_pct": scoring.mean_sd(wrong_test)},
         "flops_note": "training FLOPs per arm: forward + backward of the first step (torch FlopCounterMode) x steps; "
                       "equal compute = equal steps x batch size; SeR steps also run DeepLens and read the draft",
-        "pretraining": world.pretrained.report,
+        "pretraining": world.pretrained.report | {"loaded_from_cache": world.standins_cached},
         "pseudo_initial_lexical_edited_pct": round(100 * sum(differ) / max(1, len(differ)), 1),
         "examples": {name: runs[0].get("examples", []) for name, runs in per_arm.items()},
         "times_s": {"stand_ins_and_features": round(world_s, 1), "total": round(total_s, 1)},
@@ -292,13 +323,15 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help=f"smaller setting (under 10 min on 2 cores): {QUICK}")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds of every stage after pretraining (default 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds of the arms after stage 1 (default 3)")
     parser.add_argument("--json", dest="json_out", help="write the report here")
     parser.add_argument("--markdown", help="write the results table here (it is printed either way)")
     parser.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(loop.ARMS)}")
     parser.add_argument("--no-data-variants", action="store_true", help="skip the gt-mix / self reruns of the best arm")
     parser.add_argument("--seed", type=int, default=None)
-    for name in ("train_images", "test_images", "dev_images", "vit_steps", "lm_steps", "connector_steps",
+    parser.add_argument("--cache-dir", default=None, help=f"pretrained stand-ins cache (default {SynthSettings.cache_dir})")
+    parser.add_argument("--no-cache", action="store_true", help="pretrain the stand-ins even if a cached copy exists")
+    for name in ("train_images", "test_images", "dev_images", "vit_images", "vit_steps", "lm_scenes", "lm_steps", "connector_steps",
                  "stage1_max_steps", "check_every", "arm_steps", "batch_size", "max_new_tokens", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     for name in ("lr", "stage1_target_wrong"):
@@ -313,6 +346,8 @@ def settings_from_args(args: argparse.Namespace) -> SynthSettings:
     if args.arms:
         values["arms"] = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     values["data_variants"] = not args.no_data_variants
+    if args.no_cache:
+        values["cache_dir"] = None
     return SynthSettings(**values)
 
 

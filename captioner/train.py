@@ -329,10 +329,15 @@ class TrainResult:
     resumed_from: str | None
 
 
-def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Run one stage; returns where the final checkpoint is and the loss history."""
+def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks: Sequence[Any] = (),
+          command: Sequence[str] | None = None) -> TrainResult:
+    """Run one stage; returns where the final checkpoint is and the loss history.
+
+    `command` is recorded in the checkpoint's model card (default: this process's argv)."""
     import torch
     from transformers import Trainer
+
+    from captioner.model_card import write_card
 
     started = time.perf_counter()
     torch.manual_seed(config.training.seed)
@@ -379,6 +384,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks
     if finished and args.should_save:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_card(output_dir, config, result, model, command)  # README.md: command, config, data, metrics
     return result
 
 
@@ -403,7 +409,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_train_config(args.config, args.set)
-    result = train(config, stop_after_steps=args.stop_after_steps)
+    command = ["captioner", "train", "--config", args.config] + [x for item in args.set for x in ("--set", item)]
+    result = train(config, stop_after_steps=args.stop_after_steps, command=command)
     if int(os.environ.get("RANK", "0")) != 0:  # one summary line per job, not per process
         return 0
     status = "finished" if result.finished else f"stopped at step {result.global_step} (rerun to resume)"

@@ -31,7 +31,9 @@ RAY_CPUS = 6  # logical CPUs: two captioner actors and an LLM replica never wait
 
 
 def videoqa(*args: str, **popen) -> subprocess.Popen:
-    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # RAY_AUTH_MODE=token: `ray start` enables token authentication, and a driver that joins by
+    # address sends the token (`ray start` keeps it in ~/.ray/auth_token)
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_AUTH_MODE": "token"}
     return subprocess.Popen([sys.executable, "-m", "videoqa.cli.main", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
@@ -125,7 +127,9 @@ def runs(dataset, tiny_models, cluster, tmp_path_factory):
     # 1) the driver, killed with SIGKILL once the first video's captions reached the (shared) cache
     cache = ray_out / "cache" / "captions"
     driver = videoqa(*ray_args, start_new_session=True)
-    events["driver_killed_mid_captioning"] = bool(wait_for(lambda: cache.is_dir() and any(cache.rglob("*.json")), driver))
+    cached = wait_for(lambda: cache.is_dir() and any(cache.rglob("*.json")), driver)
+    events["driver_killed_mid_captioning"] = bool(cached)
+    assert driver.poll() is None, driver.communicate()[0][-3000:]
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     events["videos_cached_before_resume"] = len(list(cache.rglob("*.json")))
@@ -223,7 +227,7 @@ def test_caption_stage_on_an_in_process_instance_matches_the_local_stage_and_sha
     assert sorted(f.video_id for f in streamed) == ["broken-video", "missing-video"]
     assert on_ray.identity == local.identity and on_ray.parameters == local.parameters
     assert on_ray.timing["frames_captioned"] == local.timing["frames_captioned"] == 18
-    assert set(on_ray.timing["per_video"]) == set(local.timing["per_video"])
+    assert set(on_ray.timing["per_video"]) == set(local.timing["per_video"]) and set(on_ray.timing) == set(local.timing)
     assert description["ray_address"] is None and description["ray_cluster"]["cpus"] == RAY_CPUS
 
     again = caption_videos(ray_config, CAPTIONERS.get(ray_config.captioner.type)(ray_config.captioner), videos,
@@ -252,3 +256,12 @@ def test_split_gives_contiguous_shares_in_order():
     assert split(items[:2], 4) == [(0, 1), (1, 2)]
     assert split([], 2) == []
     assert [i for a, b in split(items, 4) for i in items[a:b]] == items
+
+
+def test_the_video_llm_answerer_is_refused_on_ray_with_a_clear_error():
+    from videoqa.executors import get_executor
+    from videoqa_base.errors import UserError
+
+    config = load_run_config(dataset="egoschema", captioner="ser", overrides=["executor=ray", "answerer=video-llm"])
+    with pytest.raises(UserError, match="runs only with the local executor"):
+        get_executor(config)

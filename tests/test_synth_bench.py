@@ -1,13 +1,19 @@
-"""The synthetic captioning world and `captioner synth-bench` (a smaller setting than --quick)."""
+"""The synthetic captioning world and `captioner synth-bench`, the miniature of the paper's training
+(run end to end at a reduced size: every stage, every arm, the report layout)."""
 from __future__ import annotations
 
 import json
 import random
 
 import numpy as np
+import pytest
+import torch
 
 from videoqa.cli.captioner import main as captioner_main
-from captioner.synth import COLOURS, Group, Scene, render_scene, sample_scene, write_synthetic_dataset
+from captioner.synth import (
+    ATTRIBUTES, COLOURS, CONCEPTS, Group, Scene, attribute_labels, concept_labels, render_scene, sample_scene,
+    write_synthetic_dataset,
+)
 
 
 def test_captions_describe_the_scene():
@@ -19,6 +25,16 @@ def test_captions_describe_the_scene():
     ]
     single = Scene(Group(1, "green", "triangle"), None, "single", seed=0)
     assert single.captions()[1] == "there is a green triangle"
+
+
+def test_vit_pretraining_labels_are_the_scene_without_its_caption():
+    scene = Scene(Group(2, "red", "circle"), Group(1, "blue", "square"), "vertical", seed=0)
+    bag = concept_labels(scene)
+    assert sum(bag) == 2 and bag[CONCEPTS.index("red circle")] == bag[CONCEPTS.index("blue square")] == 1
+    decoded = [classes[i] for (_, classes), i in zip(ATTRIBUTES, attribute_labels(scene))]
+    assert decoded == ["vertical", "2", "red", "circle", "1", "blue", "square"]
+    single = [classes[i] for (_, classes), i in zip(ATTRIBUTES, attribute_labels(Scene(Group(3, "white", "square"), None, "single", 1)))]
+    assert single[4:] == ["none", "none", "none"]
 
 
 def test_rendering_matches_the_description():
@@ -45,25 +61,95 @@ def test_dataset_is_seeded(tmp_path):
     assert {s.layout for s in scenes} == {"single", "horizontal", "vertical"}
 
 
-def test_synth_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
-    out = tmp_path / "bench.json"
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """The whole miniature at a reduced size, through the CLI: 2 seeds, every arm."""
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "bench.json"
     code = captioner_main([
-        "synth-bench", "--quick", "--train-images", "24", "--test-images", "6", "--stage1-epochs", "2",
-        "--stage2-epochs", "1", "--batch-size", "16", "--max-new-tokens", "12", "--metrics", "BLEU-4,CIDEr",
-        "--json", str(out), "--workdir", str(tmp_path / "work"),
+        "synth-bench", "--train-images", "40", "--dev-images", "16", "--test-images", "12", "--seeds", "2",
+        "--vit-images", "64", "--vit-steps", "6", "--lm-scenes", "40", "--lm-steps", "6", "--connector-steps", "3",
+        "--stage1-max-steps", "6", "--check-every", "3", "--arm-steps", "4", "--batch-size", "8",
+        "--max-new-tokens", "10", "--cache-dir", str(work / "cache"), "--json", str(out),
+        "--markdown", str(work / "table.md"),
     ])
     assert code == 0
-    report = json.loads(out.read_text())
-    for system in ("stage1", "control", "ser", "ser_first_glance"):
-        assert set(report[system]) == {"BLEU-4", "CIDEr", "exact_match"}
-        assert all(v >= 0 for v in report[system].values())
-    settings = report["settings"]
-    assert settings["train_images"] == 24 and settings["stage1_steps"] == 2 * 5  # 72 pairs / 16 -> 5 steps/epoch
-    # arms: 1 epoch over the stage-2 pairs (3 pseudo-initials per caption): 216 / 16 -> 14 steps each
-    assert settings["train_pairs_stage2"] == 3 * settings["train_pairs_stage1"] == 216
-    assert settings["arm_steps"] == 14
-    assert report["quick"] is True and report["times_s"]["total_s"] > 0
-    assert len(report["examples"]) == 5 and report["examples"][0]["references"]
-    # the arms trained from the stage-1 checkpoint; stage 2 added DeepLens
-    assert (tmp_path / "work/ser/model.safetensors").is_file() and (tmp_path / "work/control/model.safetensors").is_file()
-    assert "| ser " in capsys.readouterr().out
+    return json.loads(out.read_text()), work
+
+
+def test_replication_report_layout(bench):
+    report, work = bench
+    arms = report["arms"]
+    best = max(("ser_paper", "ser_protected"), key=lambda a: arms[a]["refined"]["CIDEr"]["mean"])
+    assert list(arms) == ["stage1", "control", "ser_paper", "ser_protected", "ser_caption_only",
+                          "ser_multilayer_only", f"{best}+gt-mix", f"{best}+self"]
+    assert report["seeds"] == 2 and report["steps"]["arm"] == 4 and report["steps"]["stage1"] <= 6
+    for name, arm in arms.items():
+        for part in ("first_glance", "refined"):
+            assert set(arm[part]) >= {"CIDEr", "BLEU-4", "exact_match"}
+            assert len(arm[part]["CIDEr"]["per_seed"]) == (1 if name == "stage1" else 2)
+            assert arm[part]["CIDEr"]["sd"] >= 0
+        assert isinstance(arm["fixes"], int) and isinstance(arm["breaks"], int)
+        single_pass = name in ("stage1", "control")
+        assert (arm["refine_stage1_drafts"] is None) == single_pass
+        if single_pass:
+            assert arm["refined"] == arm["first_glance"] and arm["fixes"] == arm["breaks"] == 0
+    assert report["pretraining"]["loaded_from_cache"] is False
+    assert report["machine"]["cpu_count"] >= 1 and report["times_s"]["total"] > 0
+    table = (work / "table.md").read_text()
+    assert all(f"| {name} |" in table for name in arms)
+
+
+def test_arms_get_equal_steps_and_the_frozen_vit_no_gradient(bench):
+    report, _ = bench
+    arms = {name: arm for name, arm in report["arms"].items() if name != "stage1"}
+    assert {(arm["train"]["steps"], arm["train"]["batch_size"]) for arm in arms.values()} == {(4, 8)}
+    for name, arm in report["arms"].items():
+        trainable = arm["train"]["trainable"]
+        assert arm["train"]["vision_gradient"] is False and trainable["vision_tower"] == 0, name
+        assert arm["train"]["flops"] > 0
+        if name in ("stage1", "control"):  # Tab. 15 stage 1: connector + LM
+            assert trainable["connector"] > 0 and trainable["language_model"] > 0 and trainable["deeplens"] == 0
+        else:  # Tab. 15 stage 2: DeepLens + LM
+            assert trainable["deeplens"] > 0 and trainable["language_model"] > 0 and trainable["connector"] == 0
+
+
+def test_stand_ins_cache_round_trip(bench, tmp_path):
+    from captioner.replication import standins
+
+    _, work = bench
+    (entry,) = list((work / "cache").iterdir())
+    cached = standins.load_cached(entry)
+    assert cached is not None and "vit" in cached.report
+    tokenizer = standins.world_tokenizer()
+    model = standins.assemble("ser", tokenizer, cached, seed=0)
+    for name, tensor in cached.vision.items():
+        torch.testing.assert_close(model.vision_tower.state_dict()[name], tensor)
+    assert model.language_model.lm_head.weight.data_ptr() == model.language_model.get_input_embeddings().weight.data_ptr()
+    assert standins.load_cached(tmp_path / "empty") is None
+
+
+def test_stage2_recipe_moves_only_deeplens_and_the_lm():
+    """ser_protected's step: DeepLens + LM change; the frozen ViT and the connector do not."""
+    from transformers import AutoModelForCausalLM
+
+    from captioner.modeling_ser import SeRVisionTower
+    from captioner.replication import loop, standins
+    from captioner.synth import sample_scenes
+
+    tokenizer = standins.world_tokenizer()
+    config = standins.miniature_config("ser", tokenizer)
+    processor = standins.miniature_processor(config, tokenizer)
+    torch.manual_seed(0)
+    parts = standins.Pretrained(SeRVisionTower(config.vision_config).state_dict(),
+                                AutoModelForCausalLM.from_config(config.text_config).state_dict(), {})
+    model = standins.assemble("ser", tokenizer, parts, seed=0)
+    scenes = sample_scenes(8, "unit")
+    buffer = loop.encode(model, standins.render(processor, scenes))
+    first = loop.first_glance_examples(range(8), [s.captions() for s in scenes])
+    refine = [loop.Example(e.image, e.caption, "a red circle") for e in first]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = loop.train(model, processor, buffer, loop.ARMS["ser_protected"].recipe, first, refine,
+                     steps=2, batch_size=4, lr=1e-2, seed=0)
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"deeplens", "language_model"} and log.steps == 2 and not log.vision_gradient

@@ -287,3 +287,48 @@ def test_paper_pretrain_config_without_weights_is_a_one_line_missing_model_error
     with pytest.raises(MissingModelError) as err:
         train(config)
     assert "openai/clip-vit-large-patch14-336" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_check_training_reports_tab15_sets_and_no_vit_gradient(tmp_path, capsys):
+    """`captioner check-training` (tiny preset here; the paper size is the same code): one step per stage."""
+    from captioner.check_training import TAB15_TRAINABLE
+
+    out = tmp_path / "check.json"
+    assert captioner_main(["check-training", "--preset", "tiny-ser", "--caption-words", "6", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["ok"] and report["parameters"]["deeplens"] > 0
+    for stage, parts in TAB15_TRAINABLE.items():
+        result = report["stages"][stage]
+        trained = {part for part, n in result["trainable_parameters"].items() if n > 0}
+        assert trained == set(parts) and result["matches_tab15"], stage
+        assert set(result["changed_parts"]) == set(parts), stage  # the step moved exactly those parts
+        assert result["vision_gradient"] is False and result["loss_finite"]
+        assert result["seconds_per_step"] > 0 and result["peak_rss_gib_so_far"] > 0
+    assert report["stages"]["stage2"]["trainable_parameters"]["connector"] == 0
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_dci_release_directory_is_a_training_source():
+    from captioner.train import DataConfig, DataSource, build_dataset
+
+    root = REPO / "tests/fixtures/dci"
+    source = DataSource(path=str(root), image_root=str(root / "densely_captioned_images/photos"), format="dci")
+    dataset = build_dataset(DataConfig(train=[source]), "stage1")  # split "train" from splits.json: sa_1590
+    assert len(dataset) == 3 and dataset[0]["caption"].startswith("A red tram waits")
+    assert dataset[0]["image"].size == (8, 6)
+
+
+def test_trained_checkpoint_has_a_model_card(stages, synth_data):
+    from captioner.model_card import record_metrics
+
+    dirs, _ = stages
+    card = (dirs["stage2"] / "README.md").read_text()
+    assert "# SeR checkpoint: stage2 (ser)" in card and "## Command" in card
+    assert str(synth_data["stage2"]) in card  # the data it read
+    assert "stage: stage2" in card and "learning_rate: 0.003" in card  # the resolved config
+    assert "Not evaluated yet" in card
+    record_metrics(dirs["stage2"], {"BLEU-4": 12.5, "CIDEr": 80.25}, 4, "test.jsonl")
+    card = (dirs["stage2"] / "README.md").read_text()
+    assert "| 12.50 | 80.25 | 4 | test.jsonl |" in card and "Not evaluated yet" not in card
+    pretrain_card = (dirs["pretrain"] / "README.md").read_text()
+    assert "captioner" in pretrain_card and "tiny-pretrain.yaml" in pretrain_card  # the CLI command

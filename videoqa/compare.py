@@ -39,7 +39,7 @@ class CompareResult:
 
 def compare(
     dataset: str, captioners: list[str], llm: str | None = None, overrides: list[str] = (),
-    compare_id: str | None = None, progress: bool = True,
+    compare_id: str | None = None, progress: bool = True, video_llms: list[str] = (),
 ) -> CompareResult:
     if len(set(captioners)) != len(captioners) or not captioners:
         raise UserError(f"--captioners: expected distinct names, got {captioners}")
@@ -47,6 +47,16 @@ def compare(
     configs = [
         load_run_config(dataset=dataset, captioner=c, llm=llm, overrides=[*overrides, f"run_id=compare-{compare_id}"])
         for c in captioners
+    ]
+    # video-LLM rows: the frames go straight to each video LLM (answerer video-llm), no captions;
+    # `llm.*` overrides are meant for the captioners' LLM, not for the video LLMs (set those in their YAMLs)
+    shared = [o for o in overrides if not o.startswith("llm.")]
+    video_configs = [
+        load_run_config(
+            dataset=dataset, captioner=captioners[0], llm=v,
+            overrides=[*shared, f"run_id=compare-{compare_id}", "answerer=video-llm"],
+        )
+        for v in video_llms
     ]
     names = [c.captioner.name for c in configs]
     if len(set(names)) != len(names):
@@ -68,6 +78,8 @@ def compare(
             llm.startup_s = 0.0  # charged once, to the first run that needed the engine
     finally:
         llm.close()
+    for config in video_configs:  # each video LLM is its own engine, started after the captioners' LLM is closed
+        runs.append(VideoQA(config, progress=progress).run())
 
     directory = comparison_directory(configs[0], compare_id)
     rows = [r.row for r in runs]

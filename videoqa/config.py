@@ -109,6 +109,17 @@ class RayConfig(Strict):
     max_restarts: int = 3  # an actor that dies is restarted this often; its unfinished call is retried
 
 
+class VideoLLMConfig(Strict):
+    """`answerer: video-llm`: how a video's frames reach the video LLM (videoqa.answering.video_llm)."""
+
+    fps: float | None = 1.0  # frames sampled per second of video
+    max_frames: int | None = 32  # frame cap: longer videos are evenly re-spaced to this many
+    frame_size: int | None = 448  # shorter side (px) frames are decoded at
+    max_pixels: int | None = 448 * 800  # per-frame pixel cap, aspect kept
+    context_policy: Literal["subsample", "error"] = "subsample"  # prompts longer than the context
+    context_margin: int = 16  # tokens kept free after the prompt
+
+
 class RunConfig(Strict):
     dataset: DatasetConfig
     captioner: CaptionerConfig
@@ -121,6 +132,10 @@ class RunConfig(Strict):
     run_id: str | None = None
     executor: Literal["local", "ray"] = "local"  # where the stages run (videoqa.executors)
     ray: RayConfig = RayConfig()
+    # "captions": caption the frames, answer from the transcript; "video-llm": the frames and the
+    # question go straight to a video LLM (llm.backend transformers-video or vllm-video)
+    answerer: Literal["captions", "video-llm"] = "captions"
+    video_llm: VideoLLMConfig = VideoLLMConfig()
 
 
 # ---------------------------------------------------------------------------- loading
@@ -160,19 +175,19 @@ def resolve_component(kind: str, ref: str) -> tuple[dict[str, Any], str]:
 def _from_model_dir(kind: str, path: Path) -> dict[str, Any]:
     """A local model directory: infer the captioner type / LLM backend from its config.json."""
     config_json = path / "config.json"
-    model_type = ""
+    fields: dict[str, Any] = {}
     if config_json.is_file():
         try:
-            model_type = json.loads(config_json.read_text()).get("model_type", "")
+            fields = json.loads(config_json.read_text())
         except json.JSONDecodeError:
             raise UserError(f"{config_json}: not valid JSON") from None
-    name = path.name
-    if kind == "llms":
-        return {"name": name, "backend": "vllm", "model": str(path.resolve())}
-    types = {"ser": "ser", "llava": "llava-1.5", "blip-2": "blip2"}
-    if model_type not in types:
-        raise UserError(f"{config_json}: field 'model_type': expected one of {sorted(types)}, got {model_type!r}")
-    return {"name": name, "type": types[model_type], "model": str(path.resolve())}
+    model_type, name = fields.get("model_type", ""), path.name
+    vision = "vision_config" in fields  # a vision-language model
+    if kind == "llms":  # a VLM answers from frames (answerer video-llm); on CPU through transformers
+        return {"name": name, "backend": "transformers-video" if vision else "vllm", "model": str(path.resolve())}
+    if model_type != "ser" and not vision:
+        raise UserError(f"{config_json}: field 'model_type': expected 'ser' or a vision-language model, got {model_type!r}")
+    return {"name": name, "type": "ser" if model_type == "ser" else "hf-vlm", "model": str(path.resolve())}
 
 
 def load_run_config(

@@ -26,6 +26,7 @@ import pandas as pd
 from videoqa.answering.answer import answer_questions
 from videoqa.answering.llm.base import LLMBackend
 from videoqa.answering.transcript import build_transcript
+from videoqa.answering.video_llm import VideoLLMAnswerer, video_llm_parameters
 from videoqa.captioning.base import Captioner
 from videoqa.captioning.videos import CaptionResult
 from videoqa.config import RunConfig
@@ -133,6 +134,13 @@ class VideoQA:
 
     def caption(self, questions: Sequence[Question]) -> CaptionResult:
         self.prepare()
+        if self.config.answerer == "video-llm":  # no captions: the video LLM is shown the frames in answer()
+            videos = {q.video_id for q in questions}
+            earlier = {vid: f for vid, f in self.run_dir.recorded_failures().items() if vid in videos}
+            return CaptionResult(
+                {}, earlier, {"caption_s": 0.0, "decode_s": 0.0},
+                {"type": "video-llm", "frames": self.config.video_llm.model_dump()}, video_llm_parameters(self.config.llm),
+            )
         captioned = self.executor.caption_videos(
             self.config, self.captioner, unique_videos(questions), known_failures=self.run_dir.recorded_failures(),
             on_failure=lambda failure: self.run_dir.append_failures([failure]), progress=self.progress,
@@ -147,6 +155,8 @@ class VideoQA:
         A question whose video failed is answered `video_failed` with the failure's reason, without
         the LLM; a question whose video was retried is asked again."""
         self.prepare()
+        if self.config.answerer == "video-llm":
+            return self.answer_from_frames(questions, captioned)
         recorded = self.run_dir.recorded_answers()
         retried = set(captioned.retried_videos)
         answers: dict[str, Answer] = {}
@@ -180,6 +190,25 @@ class VideoQA:
             self.answer_s = time.perf_counter() - started
         return [answers[q.qid] for q in questions]
 
+    def answer_from_frames(self, questions: Sequence[Question], captioned: CaptionResult) -> list[Answer]:
+        """`answerer: video-llm`: pending questions go to the video LLM with their videos' frames."""
+        recorded = self.run_dir.recorded_answers()
+        todo = self.pending(questions)
+        answers = {q.qid: recorded[q.qid] for q in questions if q.qid in recorded}
+        self.answer_s = 0.0
+        if todo:
+            answerer = VideoLLMAnswerer(
+                self.llm.get(), **self.config.video_llm.model_dump(), workers=self.config.frames.workers
+            )
+            new, timing = answerer.answer(todo, progress=self.progress)
+            self.run_dir.append_answers(todo, new)
+            self.run_dir.append_failures(list(answerer.failures.values()))
+            answers.update((a.qid, a) for a in new)
+            self.answer_s = timing["answer_s"]
+            captioned.timing.update(timing)  # decode_s and video_seconds of the frames shown
+            captioned.failures.update(answerer.failures)
+        return [answers[q.qid] for q in questions]
+
     def finish(self, questions: Sequence[Question], answers: Sequence[Answer], captioned: CaptionResult) -> RunResult:
         """Scores, final files, result table and manifest."""
         failures = captioned.failures
@@ -187,7 +216,7 @@ class VideoQA:
         metrics["timing"] = captioned.timing | {
             "answer_s": self.answer_s,
             "llm_startup_s": self.llm.startup_s,
-            "video_seconds": sum(vc.duration for vc in captioned.captions.values()),
+            "video_seconds": captioned.timing.get("video_seconds") or sum(vc.duration for vc in captioned.captions.values()),
         }
         metrics["retries"] = dict(self.retries)
         metrics["video_failures"] = {
@@ -196,7 +225,8 @@ class VideoQA:
         }
         self.run_dir.write_results(questions, answers, captioned.captions.values(), failures.values(), metrics)
         config = self.config
-        row = result_row(config.dataset.name, config.captioner.name, config.llm.name, captioned.parameters, metrics)
+        name = config.captioner.name if config.answerer == "captions" else f"{config.llm.name} (video LLM)"
+        row = result_row(config.dataset.name, name, config.llm.name, captioned.parameters, metrics)
         table = write_table([row], self.run_dir.file("results"))
         self.run_dir.write_manifest(
             {

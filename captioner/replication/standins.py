@@ -3,13 +3,14 @@
 The paper starts from CLIP ViT-L/14-336 (frozen in every stage) and OPT-125M. Here:
 
 * the vision tower is a 6-layer ViT (64 px, patch 16: 16 visual tokens) pretrained on rendered
-  scenes of the synthetic world (its own images) by two caption-free objectives: which coloured
-  shapes appear (`synth.CONCEPTS`, multi-label, from the pooled last layer, the role of CLIP's
-  image-level contrastive loss) and which colours each patch shows (from the patch tokens of layer
-  3, standing in for the local detail early CLIP layers keep). Counts and positions are never
-  supervised, so the late layers have no reason to keep them while layer 3 holds patch-level
-  detail: the paper's "the last layer is coarse, multi-level features keep detail" (Sec. 4,
-  Analysis 2). It is then frozen for every later stage (`SeRConfig.freeze_vision`);
+  scenes of the synthetic world (its own images, never a caption) by attribute classification:
+  the pooled last layer learns which coloured shapes appear (`synth.CONCEPTS`, a bag of objects, the
+  role of CLIP's image-level objective), the mean of layer 3 learns every detail of the scene
+  (`synth.ATTRIBUTES`: layout, and count / colour / shape of each group). Counts and positions are
+  supervised only at layer 3, so layers 4-6 have no reason to keep them: the paper's premise
+  "the last layers are coarse, earlier ones keep the detail" (Sec. 4, Analysis 2; Fig. 6) is built
+  in, and the miniature measures what each training recipe makes of it. The ViT is then frozen
+  for every later stage (`SeRConfig.freeze_vision`);
 * the LM is a 2-layer OPT pretrained (causal LM loss) on caption-like text: sentences describing
   random scenes of the same world that have no image (OPT saw web text, not COCO's captions).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -47,9 +49,10 @@ MINIATURE_SIZES: dict[str, Any] = {
     "deeplens_max_caption_tokens": 32,
     "connector_depth": 4,
 }
-DENSE_LAYER = 3  # the ViT layer the dense (per-patch) pretraining objective reads
+DETAIL_LAYER = 3  # the ViT layer the scene-attribute pretraining objective reads
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<image>"]  # ids 0..3: pad 0, bos = eos 1 as in text_config
 VOCAB_SIZE = 512
+INSTRUCTION = "Describe."
 
 
 def world_tokenizer():
@@ -77,27 +80,23 @@ def miniature_config(variant: str, tokenizer, **overrides: Any):
 
 
 def miniature_processor(config, tokenizer):
+    """The SeR processor with a short instruction (the prompt template is the real one): the default
+    VideoQA instruction would be a third of every training row here, for nothing."""
     from captioner.processing_ser import SeRProcessor, clip_image_processor
 
     return SeRProcessor(
-        clip_image_processor(config.vision_config.image_size), tokenizer,
+        clip_image_processor(config.vision_config.image_size), tokenizer, default_instruction=INSTRUCTION,
         num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens,
     )
 
 
-def render(processor, scenes: Sequence[Any], *, patch_labels: bool = False, chunk: int = 256):
-    """Scenes drawn in memory and CLIP-normalised, (N, 3, S, S); with `patch_labels` also the
-    per-patch colour labels (N, patches, colours) of the ViT's dense pretraining objective."""
-    from captioner.synth import patch_colour_labels, render_scene
+def render(processor, scenes: Sequence[Any], chunk: int = 256) -> torch.Tensor:
+    """Scenes drawn in memory and CLIP-normalised: (N, 3, S, S)."""
+    from captioner.synth import render_scene
 
-    size, patch = processor.image_size, processor.image_size // int(processor.num_image_tokens ** 0.5)
-    pixels, labels = [], []
-    for start in range(0, len(scenes), chunk):
-        images = [render_scene(s, size) for s in scenes[start : start + chunk]]
-        pixels.append(processor.preprocess_images(images))
-        if patch_labels:
-            labels += [patch_colour_labels(image, patch) for image in images]
-    return (torch.cat(pixels), torch.tensor(labels)) if patch_labels else torch.cat(pixels)
+    size = processor.image_size
+    return torch.cat([processor.preprocess_images([render_scene(s, size) for s in scenes[i : i + chunk]])
+                      for i in range(0, len(scenes), chunk)])
 
 
 def _optimizer(params, lr: float, steps: int):
@@ -116,27 +115,34 @@ class Pretrained:
     report: dict[str, Any]
 
 
-def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, patches: torch.Tensor,
-                 held_out: tuple[torch.Tensor, torch.Tensor], *, steps: int, batch_size: int, lr: float,
-                 seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Caption-free pretraining: which coloured shapes the image holds (multi-label, pooled last layer)
-    plus which colours each patch shows (multi-label, patch tokens of layer `DENSE_LAYER`)."""
+def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, attributes: torch.Tensor,
+                 held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, steps: int, batch_size: int,
+                 lr: float, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Caption-free pretraining: which coloured shapes the image holds (multi-label, the pooled last
+    layer) and every scene attribute (one softmax per `synth.ATTRIBUTES`, mean of layer `DETAIL_LAYER`)."""
     from captioner.modeling_ser import SeRVisionTower
+    from captioner.synth import ATTRIBUTES
 
     torch.manual_seed(seed)
     tower = SeRVisionTower(vision_config)
+    sizes = [len(classes) for _, classes in ATTRIBUTES]
     head = nn.Linear(vision_config.hidden_size, concepts.shape[1])
-    dense_head = nn.Linear(vision_config.hidden_size, patches.shape[2])
-    params = [*tower.parameters(), *head.parameters(), *dense_head.parameters()]
+    detail_head = nn.Linear(vision_config.hidden_size, sum(sizes))
+    params = [*tower.parameters(), *head.parameters(), *detail_head.parameters()]
     optimizer, schedule = _optimizer(params, lr, steps)
     generator = torch.Generator().manual_seed(seed)
-    loss_fn = nn.BCEWithLogitsLoss()
+
+    def forward(px: torch.Tensor):
+        out = tower(px, output_hidden_states=True)
+        detail = detail_head(out.hidden_states[DETAIL_LAYER][:, 1:].mean(dim=1)).split(sizes, dim=-1)
+        return head(out.pooler_output), detail
+
     tower.train()
     for _ in range(steps):
         rows = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-        out = tower(pixels[rows], output_hidden_states=True)
-        loss = loss_fn(head(out.pooler_output), concepts[rows])
-        loss = loss + loss_fn(dense_head(out.hidden_states[DENSE_LAYER][:, 1:]), patches[rows])
+        bag, detail = forward(pixels[rows])
+        loss = nn.functional.binary_cross_entropy_with_logits(bag, concepts[rows])
+        loss = loss + sum(nn.functional.cross_entropy(logits, attributes[rows, k]) for k, logits in enumerate(detail))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -144,10 +150,12 @@ def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, pa
         optimizer.zero_grad(set_to_none=True)
     tower.eval()
     with torch.no_grad():
-        predicted = head(tower(held_out[0]).pooler_output) > 0
-    exact = (predicted == held_out[1].bool()).all(dim=1).float().mean().item()
+        bag, detail = forward(held_out[0])
+    concept_ok = ((bag > 0) == held_out[1].bool()).all(dim=1).float().mean().item()
+    detail_ok = torch.stack([logits.argmax(-1) for logits in detail], 1).eq(held_out[2]).all(dim=1).float().mean().item()
     return tower.state_dict(), {"final_loss": round(float(loss.detach()), 4),
-                                "held_out_concept_set_accuracy": round(100 * exact, 1)}
+                                "held_out_concept_set_accuracy": round(100 * concept_ok, 1),
+                                "held_out_all_attributes_accuracy": round(100 * detail_ok, 1)}
 
 
 def pretrain_lm(text_config, tokenizer, corpus: Sequence[str], steps: int, batch_size: int, lr: float,
@@ -186,6 +194,43 @@ def caption_like_corpus(n_scenes: int, seed: int) -> list[str]:
     return [caption for scene in sample_scenes(n_scenes, f"lm-corpus:{seed}") for caption in scene.captions()]
 
 
+def cache_key(*parts: Any) -> str:
+    """A short digest of everything that determines the stand-ins (sizes, settings, this file's code)."""
+    import hashlib
+    import json
+
+    from captioner import synth
+
+    digest = hashlib.sha256(Path(__file__).read_bytes() + Path(synth.__file__).read_bytes())
+    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_cached(directory: Path) -> Pretrained | None:
+    from safetensors.torch import load_file
+
+    if not (directory / "report.json").is_file():
+        return None
+    import json
+
+    return Pretrained(load_file(str(directory / "vision.safetensors")), load_file(str(directory / "lm.safetensors")),
+                      json.loads((directory / "report.json").read_text()))
+
+
+def save_cached(directory: Path, pretrained: Pretrained) -> None:
+    """Written like a downloaded checkpoint: safetensors, the report last (it marks the entry complete)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in pretrained.vision.items()}, str(directory / "vision.safetensors"))
+    # OPT ties its output head to the input embedding: store the tensor once, as save_pretrained does
+    lm = {k: v.contiguous() for k, v in pretrained.language_model.items() if k != "lm_head.weight"}
+    save_file(lm, str(directory / "lm.safetensors"))
+    (directory / "report.json").write_text(json.dumps(pretrained.report, indent=2) + "\n")
+
+
 def assemble(variant: str, tokenizer, pretrained: Pretrained, seed: int):
     """A SeR of `variant` with the pretrained ViT and LM; connector (and DeepLens) fresh from `seed`."""
     from captioner.modeling_ser import SeRForCaptioning
@@ -195,7 +240,10 @@ def assemble(variant: str, tokenizer, pretrained: Pretrained, seed: int):
         torch.manual_seed(seed)
         model = SeRForCaptioning(config)
     model.vision_tower.load_state_dict(pretrained.vision)
-    model.language_model.load_state_dict(pretrained.language_model)
+    missing, unexpected = model.language_model.load_state_dict(pretrained.language_model, strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:  # the head is tied to the input embedding
+        raise RuntimeError(f"LM weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.language_model.tie_weights()
     return model
 
 

@@ -23,12 +23,12 @@ from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from videoqa.answering.llm import resolve_model
 from videoqa.answering.llm.video import PreparedPrompt, VideoLLMBackend, VideoPrompt
-from videoqa.answering.llm.vlm import checkpoint_parameters
 from videoqa.types import Answer, FrameBatch, Question, VideoFailure
+from videoqa_base.checkpoints import checkpoint_parameters
+from videoqa_base.logs import progress_bar
 
 QUESTION_TEMPLATE = "Question: {question}\nOptions:\n{options}\nAnswer with the option's letter from the given choices directly."
 CONTEXT_POLICIES = ("subsample", "error")
@@ -101,7 +101,7 @@ class VideoLLMAnswerer:
         stream = stream_videos(
             paths.items(), fps=self.fps, max_frames=self.max_frames, size=self.frame_size, workers=self.workers
         )
-        with tqdm(total=len(questions), disable=not progress, desc="answering [video LLM]", unit="q") as bar:
+        with progress_bar(total=len(questions), show=progress, desc="answering [video LLM]", unit="q") as bar:
             waited = time.perf_counter()
             for item in stream:
                 timing["decode_s"] += time.perf_counter() - waited

@@ -8,11 +8,7 @@ which the caption stage calls only when there are frames to caption.
 """
 from __future__ import annotations
 
-import json
-import math
-import struct
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -79,15 +75,3 @@ class Captioner(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engines / device memory before the answering LLM starts."""
-
-
-def safetensors_parameter_count(files: Sequence[Path], prefix: str = "") -> int:
-    """Parameters stored in safetensors files (those whose name starts with `prefix`), read from
-    their headers: no tensor is loaded."""
-    total = 0
-    for file in files:
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__" and key.startswith(prefix))
-    return total

@@ -34,10 +34,11 @@ import numpy as np
 from videoqa.answering.llm.vlm import (
     FALLBACK_TEMPLATES, IMAGE, SELF_PLACING, VLMInputs, load_vlm_model, open_vlm, processor_image_size,
 )
-from videoqa.captioning.base import Captioner, safetensors_parameter_count
+from videoqa.captioning.base import Captioner
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
 from videoqa_base.errors import UserError
+from videoqa_base.checkpoints import checkpoint_parameters
 
 EXAMPLE_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
@@ -132,7 +133,7 @@ class HFVLMCaptioner(Captioner):
 
     def num_parameters(self) -> int:
         if self._parameters is None:
-            self._parameters = safetensors_parameter_count(sorted(self.resolved.path.glob("*.safetensors")))
+            self._parameters = checkpoint_parameters(self.resolved.path)
         return self._parameters
 
     # ------------------------------------------------------------------ model work

@@ -15,10 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from videoqa.captioning.base import Captioner, safetensors_parameter_count
+from videoqa.captioning.base import Captioner
 from videoqa.config import CaptionerConfig
 from videoqa_base.errors import UserError
 from videoqa.registry import CAPTIONERS
+from videoqa_base.checkpoints import safetensors_parameter_count
 
 TRAIN_HINTS = {
     "ser": "train one with `captioner train --config configs/train/stage2.yaml`",

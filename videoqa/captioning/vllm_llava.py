@@ -33,11 +33,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from videoqa.answering.llm.vlm import open_vlm, processor_image_size
-from videoqa.captioning.base import Captioner, safetensors_parameter_count
+from videoqa.captioning.base import Captioner
 from videoqa.captioning.hf_vlm import caption_prompt_text, check_prompt_template
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
 from videoqa_base.errors import UserError
+from videoqa_base.checkpoints import checkpoint_parameters
 
 
 def check_vllm_llava() -> str:
@@ -140,7 +141,7 @@ class VLLMLlavaCaptioner(Captioner):
         }
 
     def num_parameters(self) -> int:
-        return safetensors_parameter_count(sorted(self.resolved.path.glob("*.safetensors")))
+        return checkpoint_parameters(self.resolved.path)
 
     def close(self) -> None:
         """Shut the engine down now (its worker process holds the GPU memory the LLM needs next)."""

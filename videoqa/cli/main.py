@@ -35,7 +35,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
     parser.add_argument("--dataset", required=True, help="registered dataset (configs/datasets/*.yaml) or a YAML path")
     if compare:
         parser.add_argument("--captioners", required=True, help="comma-separated captioner names or model directories")
+        parser.add_argument(
+            "--video-llms", default="", help="comma-separated video LLMs (configs/llms/*.yaml or VLM directories): "
+            "one more row each, answered from the frames without captions",
+        )
     else:
+        parser.add_argument(
+            "--answerer", choices=("captions", "video-llm"),
+            help="captions (default): caption, then answer from the transcript; video-llm: the --llm watches the frames",
+        )
         parser.add_argument(
             "--captioner", required=True,
             help="registered captioner (configs/captioners/*.yaml) or a local model directory",
@@ -67,6 +75,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     for flag, key in (
         ("data_root", "dataset.data_root"), ("split", "dataset.split"), ("limit", "limit"),
         ("output_dir", "output_dir"), ("run_id", "run_id"), ("executor", "executor"), ("ray_address", "ray.address"),
+        ("answerer", "answerer"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -108,7 +117,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with third_party_log(args, directory / "compare.log"):
         result = compare(
             args.dataset, captioners, args.llm, overrides_from_args(args), compare_id=compare_id,
-            progress=not args.quiet,
+            progress=not args.quiet, video_llms=[v.strip() for v in args.video_llms.split(",") if v.strip()],
         )
     print(result.table.to_markdown(index=False))
     print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")

@@ -28,11 +28,8 @@ from videoqa.executors.ray_cluster import actor_options, cluster_has_gpus, enter
 from videoqa.registry import CAPTIONERS
 from videoqa.types import VideoFailure
 
-# timing entries of a share that add up over shares
-SUMMED_TIMINGS = (
-    "caption_s_this_run", "decode_s", "decode_worker_s", "decode_wall_s", "decode_fallbacks", "decode_truncated",
-    "frames_captioned", "caption_batches", "caption_oom_backoffs", "videos_from_cache",
-)
+# timing entries of a share that do not add up over shares (every other number does)
+MERGED_OTHERWISE = {"caption_stage_wall_s", "caption_batch_size", "captioner_loaded", "per_video"}
 
 
 class KeptLoaded:
@@ -86,7 +83,9 @@ def start_captioners(config, count: int) -> list:
     import ray
 
     worker = ray.remote(CaptionerWorker)
-    options = dict(num_cpus=config.ray.captioner_num_cpus, num_gpus=captioner_gpus(config), max_restarts=config.ray.max_restarts)
+    options = dict(
+        num_cpus=config.ray.captioner_num_cpus, num_gpus=captioner_gpus(config), max_restarts=config.ray.max_restarts
+    )
     # unique per attempt: a resumed run must not wait for the killed driver's actors to release their names
     prefix = f"{config.run_id}/{config.captioner.name}/captioner-{uuid.uuid4().hex[:8]}"
     return [
@@ -95,19 +94,21 @@ def start_captioners(config, count: int) -> list:
 
 
 def merge_results(results: Sequence[CaptionResult], videos: Sequence[tuple[str, Path]], wall_s: float) -> dict:
-    """One timing record over every share, as the local stage would report it for the whole run."""
+    """One timing record over every share, as the local stage would report it for the whole run:
+    counts and seconds add up, the stage's wall time is the driver's."""
     order = {vid: i for i, (vid, _) in enumerate(videos)}
     per_video = {vid: t for r in results for vid, t in r.timing["per_video"].items()}
-    timing = {name: sum(r.timing[name] for r in results) for name in SUMMED_TIMINGS}
+    timing = {
+        name: sum(r.timing[name] for r in results)
+        for name in results[0].timing if name not in MERGED_OTHERWISE
+    }
     timing |= {
         "caption_stage_wall_s": wall_s,
-        "caption_s": sum(r.timing["caption_s"] for r in results),
-        "caption_batch_size": min(r.timing["caption_batch_size"] for r in results),
+        "caption_batch_size": min(r.timing["caption_batch_size"] for r in results),  # after any OOM backoff
         "captioner_loaded": any(r.timing["captioner_loaded"] for r in results),
         "per_video": dict(sorted(per_video.items(), key=lambda item: order[item[0]])),
     }
     return timing
-
 
 def caption_on_ray(
     config,

@@ -46,6 +46,12 @@ def connect(ray_config) -> None:
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
+        if isinstance(exc.__cause__, RuntimeError) and "InvalidAuthToken" in str(exc.__cause__):
+            raise UserError(
+                f"ray.address {ray_config.address!r}: the cluster wants its authentication token (`ray start` "
+                "enables token auth); on this machine: export RAY_AUTH_MODE=token, with the cluster's token in "
+                "~/.ray/auth_token or RAY_AUTH_TOKEN (or join with --ray-address auto from a node of the cluster)"
+            ) from None
         raise UserError(f"ray.address {ray_config.address!r}: no Ray cluster there ({exc})") from None
 
 

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, model_config_summary, validate_choices
-from videoqa.answering.llm.vlm import checkpoint_parameters, load_vlm_model, open_vlm
+from videoqa.answering.llm.vlm import load_vlm_model, open_vlm
+from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
 from videoqa_base.errors import UserError

@@ -207,17 +207,6 @@ def processor_image_size(image_processor: Any) -> int | None:
     return int(side) if side else None
 
 
-def checkpoint_parameters(path: Path) -> int:
-    """Parameters in a checkpoint's safetensors files, from their headers (no tensor is loaded)."""
-    from safetensors import safe_open
-
-    total = 0
-    for file in sorted(Path(path).glob("*.safetensors")):
-        with safe_open(str(file), framework="numpy") as handle:
-            total += sum(int(np.prod(handle.get_slice(name).get_shape())) for name in handle.keys())
-    return total
-
-
 def load_vlm_model(path: Path, dtype: Any, device: Any) -> Any:
     """The weights, straight onto the device (a 7B checkpoint is not staged in CPU memory first)."""
     from transformers import AutoModelForImageTextToText
