@@ -95,31 +95,33 @@ def _draw_group(draw, group: Group, region: tuple[float, float, float, float], r
     cw, ch = (x1 - x0) / 2, (y1 - y0) / 2
     cells = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], group.count)
     for cx, cy in cells:
-        side = min(cw, ch) * rng.uniform(0.6, 0.85)
+        side = min(cw, ch) * rng.uniform(0.55, 0.8)
         left = x0 + cx * cw + rng.uniform(0, cw - side)
         top = y0 + cy * ch + rng.uniform(0, ch - side)
         _draw_shape(draw, group.shape, (left, top, left + side, top + side), COLOURS[group.colour])
 
 
 def render_scene(scene: Scene, size: int = 64):
-    """The scene as a `size` x `size` RGB PIL image."""
+    """The scene as a `size` x `size` RGB PIL image.
+
+    A group fills a square of half the image side split into 2 x 2 cells, one shape per cell: at
+    64 px a cell is exactly one 16-px ViT patch, so each small shape sits in its own patch and a
+    count is a number of patches (the detail a late ViT layer may blur and an early one keeps).
+    """
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
     rng = random.Random(scene.seed)
-    margin = size * 0.04
-    full = (margin, margin, size - margin, size - margin)
+    half, quarter = size / 2, size / 4
     if scene.layout == "single":
-        _draw_group(draw, scene.first, full, rng)
+        _draw_group(draw, scene.first, (quarter, quarter, quarter + half, quarter + half), rng)
     elif scene.layout == "horizontal":
-        mid = size / 2
-        _draw_group(draw, scene.first, (margin, margin, mid - margin / 2, size - margin), rng)
-        _draw_group(draw, scene.second, (mid + margin / 2, margin, size - margin, size - margin), rng)
+        _draw_group(draw, scene.first, (0, quarter, half, quarter + half), rng)
+        _draw_group(draw, scene.second, (half, quarter, size, quarter + half), rng)
     else:
-        mid = size / 2
-        _draw_group(draw, scene.first, (margin, margin, size - margin, mid - margin / 2), rng)
-        _draw_group(draw, scene.second, (margin, mid + margin / 2, size - margin, size - margin), rng)
+        _draw_group(draw, scene.first, (quarter, 0, quarter + half, half), rng)
+        _draw_group(draw, scene.second, (quarter, half, quarter + half, size), rng)
     return image
 
 

@@ -51,7 +51,10 @@ class SynthSettings:
     stage1_max_steps: int = 3000
     stage1_target_wrong: float = 50.0  # % of dev drafts wrong at which stage 1 stops (issue 10: 30-50 %)
     check_every: int = 50
-    arm_steps: int = 300
+    # Every arm's optimiser steps: stage2_ratio x stage 1's (Tab. 14 / 15: stage 2 is 2 epochs over 3
+    # pseudo-initials per caption = 6 passes over the captions, stage 1 is 10: 0.6), or arm_steps if set.
+    stage2_ratio: float = 0.6
+    arm_steps: int | None = None
     batch_size: int = 32
     lr: float = 2e-3  # stage 1 and every arm (the paper uses one fine-tuning rate for both stages)
     pseudo_per_caption: int = 3  # App. F.1
@@ -66,7 +69,7 @@ class SynthSettings:
     threads: int = 1
 
 
-QUICK = dict(train_images=600, test_images=100, stage1_max_steps=1500, arm_steps=100)
+QUICK = dict(train_images=600, test_images=100, stage1_max_steps=1500)
 
 
 @dataclass
@@ -205,6 +208,12 @@ def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stag
     return [[[own[i]] for _ in caps] for i, caps in enumerate(captions)]
 
 
+def arm_steps(settings: SynthSettings, stage1: dict[str, Any]) -> int:
+    if settings.arm_steps is not None:
+        return settings.arm_steps
+    return max(1, round(settings.stage2_ratio * stage1["log"].steps))
+
+
 def run_arm(arm: loop.Arm, world: World, settings: SynthSettings, seed: int, stage1: dict[str, Any],
             drafts: dict[str, list]) -> dict[str, Any]:
     """Train one arm from the stage-1 weights and caption the held-out images with it."""
@@ -213,7 +222,7 @@ def run_arm(arm: loop.Arm, world: World, settings: SynthSettings, seed: int, sta
     captions = world.captions["train"]
     refine = [] if arm.drafts is None else loop.refinement_examples(range(len(captions)), captions, drafts[arm.drafts])
     log = loop.train(model, world.processor, world.buffers[arm.variant, "train"], arm.recipe,
-                     _first_examples(world), refine, steps=settings.arm_steps, batch_size=settings.batch_size,
+                     _first_examples(world), refine, steps=arm_steps(settings, stage1), batch_size=settings.batch_size,
                      lr=settings.lr, seed=seed)
     return evaluate(model, arm.variant, world, settings, stage1) | {"train": dataclasses.asdict(log)}
 
@@ -301,7 +310,7 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
         "steps": {
             "vit_pretrain": settings.vit_steps, "lm_pretrain": settings.lm_steps,
             "connector_pretrain": settings.connector_steps,
-            "stage1": stage1["log"].steps, "arm": settings.arm_steps,
+            "stage1": stage1["log"].steps, "arm": arm_steps(settings, stage1), "stage2_ratio": settings.stage2_ratio,
             "batch_size": settings.batch_size, "pretrain_batch_size": settings.pretrain_batch_size,
         },
         "stage1_stop": {"target_wrong_pct": settings.stage1_target_wrong,
@@ -327,6 +336,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", help="write the report here")
     parser.add_argument("--markdown", help="write the results table here (it is printed either way)")
     parser.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(loop.ARMS)}")
+    parser.add_argument("--write-data", metavar="DIR", help="only write the synthetic dataset (PNG + JSONL, for "
+                        "configs/train/tiny-*.yaml) to DIR/data and exit")
     parser.add_argument("--no-data-variants", action="store_true", help="skip the gt-mix / self reruns of the best arm")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--cache-dir", default=None, help=f"pretrained stand-ins cache (default {SynthSettings.cache_dir})")
@@ -334,7 +345,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("train_images", "test_images", "dev_images", "vit_images", "vit_steps", "lm_scenes", "lm_steps", "connector_steps",
                  "stage1_max_steps", "check_every", "arm_steps", "batch_size", "max_new_tokens", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
-    for name in ("lr", "stage1_target_wrong"):
+    for name in ("lr", "stage1_target_wrong", "stage2_ratio"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
 
 
@@ -351,10 +362,32 @@ def settings_from_args(args: argparse.Namespace) -> SynthSettings:
     return SynthSettings(**values)
 
 
+def write_data(directory: str | Path, settings: SynthSettings) -> dict[str, Path]:
+    """The world as files for `captioner train`: train/test JSONL + PNGs, and train_stage2.jsonl with
+    three lexical pseudo-initial captions per caption (App. F.1)."""
+    from captioner.data import read_jsonl, write_jsonl
+    from captioner.pseudo_initial import LexicalPerturber
+    from captioner.synth import PERTURB_VOCABULARY, write_synthetic_dataset
+
+    data = Path(directory) / "data"
+    paths = write_synthetic_dataset(data, settings.train_images, settings.test_images, 64, settings.seed)
+    records = read_jsonl(paths["train"])
+    perturber = LexicalPerturber(seed=settings.seed, extra_groups=PERTURB_VOCABULARY, default_vocabulary=False)
+    for record in records:
+        record.initial_captions = [perturber.perturb_many(c, settings.pseudo_per_caption) for c in record.captions]
+    paths["train_stage2"] = data / "train_stage2.jsonl"
+    write_jsonl(records, paths["train_stage2"])
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     from videoqa_base.errors import UserError
 
     settings = settings_from_args(args)
+    if args.write_data:
+        paths = write_data(args.write_data, settings)
+        print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return 0
     try:
         report = run_benchmark(settings)
     except ValueError as exc:

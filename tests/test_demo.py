@@ -33,3 +33,19 @@ def test_demo_runs_every_stage_quietly_and_says_accuracy_is_chance(tmp_path):
     questions = json.loads((tmp_path / "demo" / "data" / "egoschema" / "questions.json").read_text())
     assert len(predictions) == len(questions) >= 3
     assert all(p["status"] == "ok" and p["pred"] in range(5) for p in predictions)
+
+
+def test_the_demo_data_holds_the_shared_real_clip_when_it_is_there(tmp_path):
+    """The real pancake clip in ../shared/videos/ joins the generated videos (where the clip exists)."""
+    from videoqa.fixtures.demo import SHARED_CLIP, build_demo_dataset
+
+    clip = tmp_path / "clip.mkv"
+    clip.write_bytes(b"stands in for the shared clip")  # copied, not decoded, when the dataset is built
+    root = build_demo_dataset(tmp_path / "with", shared_clip=clip)
+    questions = json.loads((root / "questions.json").read_text())
+    assert len(questions) == 4 and any("pancake" in q["option 3"] for q in questions)
+    assert len(list((root / "videos").glob("*.mkv"))) == 1
+    assert len(json.loads((build_demo_dataset(tmp_path / "without", shared_clip=None) / "questions.json").read_text())) == 3
+    # the default points at the repository's sibling folder shared/, wherever the checkout is
+    assert SHARED_CLIP.parts[-3:] == ("shared", "videos", "flipping_a_pancake.mkv")
+    assert SHARED_CLIP.parent.parent.parent == __import__("pathlib").Path(__file__).resolve().parents[2]
