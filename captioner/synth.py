@@ -74,7 +74,9 @@ def sample_scene(rng: random.Random, single_fraction: float = 0.2) -> Scene:
     if rng.random() < single_fraction:
         return Scene(first, None, "single", rng.randrange(1 << 30))
     second = group()
-    while second == first:  # two identical groups would make "left of" ambiguous to describe
+    # Two groups of the same coloured shape would be one group to the eye ("a blue triangle above a
+    # blue triangle" vs "two blue triangles"): the second group differs in colour or shape.
+    while (second.colour, second.shape) == (first.colour, first.shape):
         second = group()
     return Scene(first, second, rng.choice(["horizontal", "vertical"]), rng.randrange(1 << 30))
 
@@ -89,39 +91,45 @@ def _draw_shape(draw, shape: str, box: tuple[float, float, float, float], colour
         draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=colour)
 
 
-def _draw_group(draw, group: Group, region: tuple[float, float, float, float], rng: random.Random) -> None:
-    """Place the group's shapes in distinct cells of a 2x2 grid over `region`, with jitter."""
+def _group_boxes(group: Group, region: tuple[float, float, float, float], rng: random.Random):
+    """The group's shapes in distinct cells of a 2x2 grid over `region`, with jitter: [(box), ...]."""
     x0, y0, x1, y1 = region
     cw, ch = (x1 - x0) / 2, (y1 - y0) / 2
-    cells = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], group.count)
-    for cx, cy in cells:
+    boxes = []
+    for cx, cy in rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], group.count):
         side = min(cw, ch) * rng.uniform(0.55, 0.8)
         left = x0 + cx * cw + rng.uniform(0, cw - side)
         top = y0 + cy * ch + rng.uniform(0, ch - side)
-        _draw_shape(draw, group.shape, (left, top, left + side, top + side), COLOURS[group.colour])
+        boxes.append((left, top, left + side, top + side))
+    return boxes
 
 
-def render_scene(scene: Scene, size: int = 64):
-    """The scene as a `size` x `size` RGB PIL image.
+def shape_boxes(scene: Scene, size: int = 64) -> list[tuple[Group, tuple[float, float, float, float]]]:
+    """Where every shape of the scene is drawn: (its group, its box), a function of the scene's seed.
 
     A group fills a square of half the image side split into 2 x 2 cells, one shape per cell: at
     64 px a cell is exactly one 16-px ViT patch, so each small shape sits in its own patch and a
     count is a number of patches (the detail a late ViT layer may blur and an early one keeps).
     """
+    rng = random.Random(scene.seed)
+    half, quarter = size / 2, size / 4
+    if scene.layout == "single":
+        regions = [(scene.first, (quarter, quarter, quarter + half, quarter + half))]
+    elif scene.layout == "horizontal":
+        regions = [(scene.first, (0, quarter, half, quarter + half)), (scene.second, (half, quarter, size, quarter + half))]
+    else:
+        regions = [(scene.first, (quarter, 0, quarter + half, half)), (scene.second, (quarter, half, quarter + half, size))]
+    return [(group, box) for group, region in regions for box in _group_boxes(group, region, rng)]
+
+
+def render_scene(scene: Scene, size: int = 64):
+    """The scene as a `size` x `size` RGB PIL image (see `shape_boxes` for the placement)."""
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    rng = random.Random(scene.seed)
-    half, quarter = size / 2, size / 4
-    if scene.layout == "single":
-        _draw_group(draw, scene.first, (quarter, quarter, quarter + half, quarter + half), rng)
-    elif scene.layout == "horizontal":
-        _draw_group(draw, scene.first, (0, quarter, half, quarter + half), rng)
-        _draw_group(draw, scene.second, (half, quarter, size, quarter + half), rng)
-    else:
-        _draw_group(draw, scene.first, (quarter, 0, quarter + half, half), rng)
-        _draw_group(draw, scene.second, (quarter, half, quarter + half, size), rng)
+    for group, box in shape_boxes(scene, size):
+        _draw_shape(draw, group.shape, box, COLOURS[group.colour])
     return image
 
 
@@ -140,23 +148,20 @@ def concept_labels(scene: Scene) -> list[float]:
     return [1.0 if concept in present else 0.0 for concept in CONCEPTS]
 
 
-# ... and the mid-layer labels: every detail of the scene as classes (layout; count, colour and
-# shape of each group, "none" for an absent second group). Attribute classification on the ViT's
-# own images, never a caption.
-ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("layout", ("single", "horizontal", "vertical")),
-    ("count_1", ("1", "2", "3")), ("colour_1", tuple(COLOURS)), ("shape_1", SHAPES),
-    ("count_2", ("none", "1", "2", "3")), ("colour_2", ("none", *COLOURS)), ("shape_2", ("none", *SHAPES)),
-)
+# ... and the early-layer labels: what each ViT patch shows (nothing, or a shape of a colour),
+# dense and local, like the detail early CLIP layers keep. Counts and positions are never labels;
+# they are only implied by which patches are occupied.
+PATCH_CLASSES: tuple[str, ...] = ("empty", *CONCEPTS)
 
 
-def attribute_labels(scene: Scene) -> list[int]:
-    """Class index of each of `ATTRIBUTES` for the scene."""
-    second = scene.second
-    values = [scene.layout, str(scene.first.count), scene.first.colour, scene.first.shape,
-              "none" if second is None else str(second.count), "none" if second is None else second.colour,
-              "none" if second is None else second.shape]
-    return [classes.index(value) for (_, classes), value in zip(ATTRIBUTES, values)]
+def patch_labels(scene: Scene, size: int = 64, patch: int = 16) -> list[int]:
+    """Per ViT patch (row-major): index into `PATCH_CLASSES` of the shape whose centre lies in it."""
+    per_row = size // patch
+    labels = [0] * per_row * per_row
+    for group, (x0, y0, x1, y1) in shape_boxes(scene, size):
+        cell = int((y0 + y1) / 2 // patch) * per_row + int((x0 + x1) / 2 // patch)
+        labels[cell] = PATCH_CLASSES.index(f"{group.colour} {group.shape}")
+    return labels
 
 
 def sample_scenes(n: int, seed: str | int) -> list[Scene]:

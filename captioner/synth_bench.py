@@ -37,26 +37,27 @@ from captioner.replication import loop, scoring, standins
 @dataclass
 class SynthSettings:
     train_images: int = 1200
-    dev_images: int = 64  # stage 1's stopping rule reads these (never the test images)
+    dev_images: int = 100  # stage 1's stopping rule reads these (never the test images)
     test_images: int = 200
     seeds: int = 3
     # pretrained stand-ins (shared by --quick and the full run, so one cached copy serves both)
     vit_images: int = 4000  # the ViT's own pretraining images (attribute labels, no captions)
-    vit_steps: int = 1500
+    vit_steps: int = 1000
     lm_scenes: int = 1500  # caption-like text: 3 sentences per scene
     lm_steps: int = 300
     pretrain_batch_size: int = 32
     pretrain_lr: float = 2e-3
-    connector_steps: int = 60  # connector pretraining (paper: 1 epoch of LCS-558K)
-    stage1_max_steps: int = 3000
+    connector_steps: int = 300  # connector pretraining (paper: 1 epoch of LCS-558K)
+    connector_lr: float = 3e-3
+    stage1_max_steps: int = 4000
     stage1_target_wrong: float = 50.0  # % of dev drafts wrong at which stage 1 stops (issue 10: 30-50 %)
-    check_every: int = 50
+    check_every: int = 100
     # Every arm's optimiser steps: stage2_ratio x stage 1's (Tab. 14 / 15: stage 2 is 2 epochs over 3
     # pseudo-initials per caption = 6 passes over the captions, stage 1 is 10: 0.6), or arm_steps if set.
     stage2_ratio: float = 0.6
     arm_steps: int | None = None
     batch_size: int = 32
-    lr: float = 2e-3  # stage 1 and every arm (the paper uses one fine-tuning rate for both stages)
+    lr: float = 3e-3  # stage 1 and every arm (the paper uses one fine-tuning rate for both stages)
     pseudo_per_caption: int = 3  # App. F.1
     arms: tuple[str, ...] = tuple(loop.ARMS)
     data_variants: bool = True  # rerun the best SeR arm with gt-mix and self drafts
@@ -69,7 +70,8 @@ class SynthSettings:
     threads: int = 1
 
 
-QUICK = dict(train_images=600, test_images=100, stage1_max_steps=1500)
+# --quick: fewer images, and the arms get a fixed 250 steps instead of 0.6 x stage 1's (same for all arms)
+QUICK = dict(train_images=600, test_images=100, stage1_max_steps=2000, arm_steps=250)
 
 
 @dataclass
@@ -119,16 +121,16 @@ def pretrain_standins(settings: SynthSettings, base, tokenizer, processor) -> st
     """The ViT (attribute classification on its own images) and the LM (caption-like text)."""
     import torch
 
-    from captioner.synth import attribute_labels, concept_labels, sample_scenes
+    from captioner.synth import concept_labels, patch_labels, sample_scenes
 
     started = time.perf_counter()
     vit_scenes = sample_scenes(settings.vit_images + 200, f"vit:{settings.seed}")
     labels = torch.tensor([concept_labels(s) for s in vit_scenes])
-    attributes = torch.tensor([attribute_labels(s) for s in vit_scenes])
+    patches = torch.tensor([patch_labels(s) for s in vit_scenes])
     pixels = standins.render(processor, vit_scenes)
     vision, vit_report = standins.pretrain_vit(
-        base.vision_config, pixels[:-200], labels[:-200], attributes[:-200],
-        (pixels[-200:], labels[-200:], attributes[-200:]),
+        base.vision_config, pixels[:-200], labels[:-200], patches[:-200],
+        (pixels[-200:], labels[-200:], patches[-200:]),
         steps=settings.vit_steps, batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr, seed=settings.seed)
     corpus = standins.caption_like_corpus(settings.lm_scenes, settings.seed)
     lm, lm_report = standins.pretrain_lm(base.text_config, tokenizer, corpus, settings.lm_steps,
@@ -155,7 +157,7 @@ def stage_one(world: World, settings: SynthSettings, seed: int, log) -> dict[str
     buffer = world.buffers["specialist", "train"]
     firsts = [loop.Example(i, caps[0]) for i, caps in enumerate(world.captions["train"])]
     pre = loop.train(model, world.processor, buffer, loop.Recipe("pretrain", 0.0), firsts, [],
-                     steps=settings.connector_steps, batch_size=settings.batch_size, lr=settings.pretrain_lr, seed=seed)
+                     steps=settings.connector_steps, batch_size=settings.batch_size, lr=settings.connector_lr, seed=seed)
     pretrain_weights = standins.weights(model)
     checks: list[tuple[int, float]] = []
 
@@ -345,7 +347,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("train_images", "test_images", "dev_images", "vit_images", "vit_steps", "lm_scenes", "lm_steps", "connector_steps",
                  "stage1_max_steps", "check_every", "arm_steps", "batch_size", "max_new_tokens", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
-    for name in ("lr", "stage1_target_wrong", "stage2_ratio"):
+    for name in ("lr", "connector_lr", "stage1_target_wrong", "stage2_ratio"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
 
 

@@ -33,115 +33,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
-from pydantic import model_validator
-
-from videoqa_base.config import Strict, parse_override, read_yaml, set_dotted, validate
+from captioner.train_config import (  # noqa: F401 - the config classes are part of this module's API
+    DataConfig, DataSource, ModelInit, Stage, TrainConfig, TrainingConfig, load_train_config,
+)
 from videoqa_base.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-Stage = Literal["pretrain", "stage1", "stage2"]
-
-
-# ---------------------------------------------------------------------------- config
-
-
-class ModelInit(Strict):
-    """Where the weights come from: exactly one of `init_from`, the pretrained parts, or a preset."""
-
-    init_from: str | None = None  # checkpoint directory of the previous stage
-    vision_tower: str | None = None  # pretrain: CLIP vision checkpoint (HF id in the local cache, or dir)
-    language_model: str | None = None  # pretrain: causal LM checkpoint (HF id or dir)
-    preset: str | None = None  # random init from captioner.presets (tiny-* only; tests, synthetic runs)
-    seed: int = 0  # init seed of a preset
-    config: dict[str, Any] = {}  # SeRConfig fields (fresh model), or overrides applied when loading init_from
-    trainable: Literal["pretrain", "stage1", "stage2", "all"] | None = None  # default: the stage's parts
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        sources = [self.init_from is not None, self.vision_tower is not None or self.language_model is not None,
-                   self.preset is not None]
-        if sum(sources) != 1:
-            raise ValueError("set exactly one of model.init_from, model.vision_tower + model.language_model, model.preset")
-        if (self.vision_tower is None) != (self.language_model is None):
-            raise ValueError("model.vision_tower and model.language_model go together")
-        return self
-
-
-class DataSource(Strict):
-    path: str  # annotation file (LLaVA JSON, Karpathy COCO JSON or JSONL), or a DCI release directory
-    image_root: str = "."  # directory the image paths in `path` are relative to
-    format: Literal["auto", "llava", "coco-karpathy", "jsonl", "dci"] = "auto"
-    split: str | None = "train"  # Karpathy COCO ("train" includes "restval") and DCI (splits.json)
-    limit: int | None = None  # first N images only (smoke runs)
-
-
-class DataConfig(Strict):
-    train: list[DataSource]
-    on_missing_image: Literal["error", "skip"] = "error"
-    # None = the processor's default instruction (the prompt videoqa captions with);
-    # "from_data" = the human turn of LLaVA conversations; any other string = that instruction.
-    instruction: str | None = None
-
-    @model_validator(mode="after")
-    def _some_data(self):
-        if not self.train:
-            raise ValueError("data.train needs at least one annotation file")
-        return self
-
-
-class TrainingConfig(Strict):
-    output_dir: str
-    num_train_epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides num_train_epochs
-    per_device_train_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    global_batch_size: int | None = None  # if set: accumulation = global / (per_device * world size)
-    learning_rate: float
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    lr_scheduler_type: str = "cosine"
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch"
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 on GPUs that have it, else fp32
-    gradient_checkpointing: bool | Literal["auto"] = "auto"  # auto: on when training on a GPU
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    logging_steps: int = 10
-    seed: int = 42
-    dataloader_num_workers: int = 2
-    resume_from_checkpoint: bool | str = "auto"  # auto/true: last checkpoint in output_dir if any; false; or a path
-    report_to: list[str] = []  # e.g. ["tensorboard"], ["wandb"]
-    disable_tqdm: bool | None = None
-
-    @model_validator(mode="after")
-    def _sane(self):
-        if self.learning_rate <= 0:
-            raise ValueError("training.learning_rate must be > 0")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError("training.warmup_ratio must be in [0, 1)")
-        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError("batch size and gradient accumulation must be >= 1")
-        return self
-
-
-class TrainConfig(Strict):
-    stage: Stage
-    model: ModelInit
-    data: DataConfig
-    training: TrainingConfig
-
-
-def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a training YAML, apply `key=value` overrides, validate (errors name file and key)."""
-    data = read_yaml(Path(path))
-    for item in overrides:
-        set_dotted(data, *parse_override(item))
-    source = f"{path}{' (+ --set)' if overrides else ''}"
-    return validate(TrainConfig, data, source)
-
 
 # ---------------------------------------------------------------------------- pieces
 
@@ -188,11 +87,13 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
 
 
 def build_dataset(data: DataConfig, stage: Stage):
-    """All sources' (image, caption[, initial caption]) pairs as one dataset."""
+    """All sources' (image, caption[, initial caption]) pairs as one dataset.
+
+    Stage 2 with `data.first_glance_fraction` f > 0 adds the (image, caption) pairs, repeated so that
+    about f of the pairs (and so of every shuffled batch) are first-glance pairs."""
     from torch.utils.data import ConcatDataset
 
     from captioner.data import CaptionDataset, expand_pairs, load_records
-
     from captioner.paper_data import read_records
 
     parts = []
@@ -203,20 +104,35 @@ def build_dataset(data: DataConfig, stage: Stage):
             records = load_records(source.path, source.format, split=source.split)
         if source.limit:
             records = records[: source.limit]
-        pairs = expand_pairs(records, with_initial=stage == "stage2", with_instruction=data.instruction == "from_data")
+        from_data = data.instruction == "from_data"
+        pairs = expand_pairs(records, with_initial=stage == "stage2", with_instruction=from_data)
+        if stage == "stage2" and data.first_glance_fraction > 0:
+            first = expand_pairs(records, with_instruction=from_data)
+            f = data.first_glance_fraction
+            pairs = pairs + first * max(1, round(f / (1 - f) * len(pairs) / len(first)))
         parts.append(CaptionDataset(pairs, source.image_root, on_missing=data.on_missing_image))
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 @dataclass
 class CaptionCollator:
-    """Dataset items -> a padded model batch (SeRProcessor.build_training_batch)."""
+    """Dataset items -> a padded model batch (SeRProcessor.build_training_batch).
+
+    In stage 2 items without an initial caption are first-glance pairs: a batch that mixes both
+    kinds becomes {"parts": [refinement batch, first-glance batch]} (see `SeRTrainer`)."""
 
     processor: Any
     with_initial: bool
     instruction: str | None = None  # None = processor default; "from_data" = per-item
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.with_initial and any(item["initial_caption"] is None for item in items):
+            refine = [item for item in items if item["initial_caption"] is not None]
+            first = [item for item in items if item["initial_caption"] is None]
+            return {"parts": [self.batch(part, part is refine) for part in (refine, first) if part]}
+        return self.batch(items, self.with_initial)
+
+    def batch(self, items: list[dict[str, Any]], with_initial: bool) -> dict[str, Any]:
         if self.instruction == "from_data":
             instruction = [item.get("instruction") or self.processor.default_instruction for item in items]
         else:
@@ -224,9 +140,25 @@ class CaptionCollator:
         return self.processor.build_training_batch(
             [item["image"] for item in items],
             [item["caption"] for item in items],
-            [item["initial_caption"] for item in items] if self.with_initial else None,
+            [item["initial_caption"] for item in items] if with_initial else None,
             instruction=instruction,
         )
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class SeRTrainer(Trainer):
+        """Trainer whose batch may be {"parts": [...]}: the loss is the parts' pair-weighted mean."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "parts" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            sizes = [len(part["input_ids"]) for part in inputs["parts"]]
+            loss = sum(model(**part).loss * n for part, n in zip(inputs["parts"], sizes)) / sum(sizes)
+            return (loss, None) if return_outputs else loss
+
+    return SeRTrainer
 
 
 def _world_size() -> int:
@@ -285,7 +217,8 @@ def training_arguments(config: TrainConfig):
         report_to=t.report_to or "none",
         disable_tqdm=t.disable_tqdm,
         # "all" trains parts the pass does not use (e.g. DeepLens in stage 1): DDP must allow it
-        ddp_find_unused_parameters=trainable == "all",
+        # (so does a stage-2 batch of first-glance pairs only: DeepLens gets no gradient from it)
+        ddp_find_unused_parameters=trainable == "all" or config.data.first_glance_fraction > 0,
     )
 
 
@@ -335,7 +268,6 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks
 
     `command` is recorded in the checkpoint's model card (default: this process's argv)."""
     import torch
-    from transformers import Trainer
 
     from captioner.model_card import write_card
 
@@ -351,7 +283,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks
     output_dir.mkdir(parents=True, exist_ok=True)
     resume = resolve_resume(config.training.resume_from_checkpoint, str(output_dir))
     extra = list(callbacks) + ([_stop_after(stop_after_steps)] if stop_after_steps else [])
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,

@@ -221,5 +221,7 @@ def test_bench_command_smoke(tmp_path):
     assert details["generalist"]["seconds_per_layer"] > 0 and "two_depth_fit" in details["generalist"]
     assert details["decode"]["ours_frames"] == 4 and details["decode"]["total_frames"] == 120
     assert details["e2e"]["same_transcripts"] is True and details["e2e"]["vllm_startup_s_excluded"] > 0
+    # the Ray executor on the same workload: the same predictions, its time over the local executor's
+    assert details["ray"]["same_predictions"] is True and details["ray"]["same_captions"] is True
     assert result["mode"] == "tiny" and result["machine"]["torch_threads"] == 1
     assert "| figure" in proc.stdout and "caption_mfu" in proc.stdout

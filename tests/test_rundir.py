@@ -50,3 +50,9 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     RunDirectory(config(tmp_path)).prepare()
     with pytest.raises(UserError, match=r"config\.yaml: run 'r1' exists with a different config \(section 'limit' differs\)"):
         RunDirectory(config(tmp_path, limit=3)).prepare()
+
+
+def test_a_run_may_resume_on_another_executor(tmp_path):
+    RunDirectory(config(tmp_path)).prepare()
+    moved = config(tmp_path, executor="ray")
+    RunDirectory(moved.model_copy(update={"ray": moved.ray.model_copy(update={"address": "auto"})})).prepare()

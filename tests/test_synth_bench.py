@@ -11,8 +11,8 @@ import torch
 
 from videoqa.cli.captioner import main as captioner_main
 from captioner.synth import (
-    ATTRIBUTES, COLOURS, CONCEPTS, Group, Scene, attribute_labels, concept_labels, render_scene, sample_scene,
-    write_synthetic_dataset,
+    COLOURS, CONCEPTS, PATCH_CLASSES, Group, Scene, concept_labels, patch_labels, render_scene, sample_scene,
+    shape_boxes, write_synthetic_dataset,
 )
 
 
@@ -31,10 +31,18 @@ def test_vit_pretraining_labels_are_the_scene_without_its_caption():
     scene = Scene(Group(2, "red", "circle"), Group(1, "blue", "square"), "vertical", seed=0)
     bag = concept_labels(scene)
     assert sum(bag) == 2 and bag[CONCEPTS.index("red circle")] == bag[CONCEPTS.index("blue square")] == 1
-    decoded = [classes[i] for (_, classes), i in zip(ATTRIBUTES, attribute_labels(scene))]
-    assert decoded == ["vertical", "2", "red", "circle", "1", "blue", "square"]
-    single = [classes[i] for (_, classes), i in zip(ATTRIBUTES, attribute_labels(Scene(Group(3, "white", "square"), None, "single", 1)))]
-    assert single[4:] == ["none", "none", "none"]
+    labels = patch_labels(scene)  # 4 x 4 patches of 16 px, row-major
+    assert len(labels) == 16 and sorted(PATCH_CLASSES[i] for i in labels if i) == ["blue square", "red circle", "red circle"]
+    rows: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        if label:
+            rows.setdefault(PATCH_CLASSES[label], []).append(index // 4)
+    assert max(rows["red circle"]) < min(rows["blue square"])  # "two red circles above a blue square"
+    pixels = np.asarray(render_scene(scene))
+    for group, (x0, y0, x1, y1) in shape_boxes(scene):  # each shape is drawn inside one patch
+        assert int(x0) // 16 == int(x1 - 1e-6) // 16 and int(y0) // 16 == int(y1 - 1e-6) // 16
+        centre = pixels[int((y0 + y1) / 2), int((x0 + x1) / 2)]
+        assert tuple(centre) == COLOURS[group.colour]
 
 
 def test_rendering_matches_the_description():
@@ -153,3 +161,12 @@ def test_stage2_recipe_moves_only_deeplens_and_the_lm():
                      steps=2, batch_size=4, lr=1e-2, seed=0)
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"deeplens", "language_model"} and log.steps == 2 and not log.vision_gradient
+
+
+def test_write_data_makes_the_files_the_tiny_configs_read(tmp_path, capsys):
+    assert captioner_main(["synth-bench", "--write-data", str(tmp_path), "--train-images", "6", "--test-images", "2"]) == 0
+    data = tmp_path / "data"
+    assert len(list((data / "images").glob("*.png"))) == 8
+    rows = [json.loads(line) for line in (data / "train_stage2.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(len(r["initial_captions"]) == 3 and len(r["initial_captions"][0]) == 3 for r in rows)
+    assert "train_stage2" in capsys.readouterr().out

@@ -332,3 +332,26 @@ def test_trained_checkpoint_has_a_model_card(stages, synth_data):
     assert "| 12.50 | 80.25 | 4 | test.jsonl |" in card and "Not evaluated yet" not in card
     pretrain_card = (dirs["pretrain"] / "README.md").read_text()
     assert "captioner" in pretrain_card and "tiny-pretrain.yaml" in pretrain_card  # the CLI command
+
+
+def test_stage2_can_mix_first_glance_pairs_into_every_batch(stages, synth_data, tmp_path):
+    """data.first_glance_fraction (the ser_protected recipe): a batch holds refinement and first-glance
+    pairs, the loss is their weighted mean, and only DeepLens + LM move."""
+    from captioner.train import CaptionCollator, build_dataset
+
+    dirs, _ = stages
+    config = _config("stage2", {"init_from": str(dirs["stage1"])}, synth_data["stage2"], synth_data["root"],
+                     tmp_path / "mixed", max_steps=3)
+    config.data.first_glance_fraction = 0.5
+    dataset = build_dataset(config.data, "stage2")
+    kinds = [item.initial_caption is None for item in dataset.pairs]
+    assert sum(kinds) == len(kinds) - sum(kinds) == 48  # 16 images x 3 captions, each kind
+    from captioner.processing_ser import SeRProcessor
+
+    batch = CaptionCollator(SeRProcessor.from_pretrained(dirs["stage1"]), with_initial=True)([dataset[0], dataset[-1]])
+    assert "initial_caption_ids" in batch["parts"][0] and "initial_caption_ids" not in batch["parts"][1]
+    result = train(config)
+    assert result.finished and all(loss == loss for loss in result.losses)  # finite
+    changed = _changed_parts(_weights(dirs["stage1"]), _weights(tmp_path / "mixed"))
+    assert changed == {"language_model"}  # DeepLens is new (not in the stage-1 file); the connector is frozen
+    assert result.trainable["deeplens"] > 0 and result.trainable["connector"] == 0

@@ -33,6 +33,7 @@ from videoqa_base.errors import UserError
 from videoqa_base.jsonl import append_jsonl, read_jsonl, write_jsonl
 
 RETRYABLE_ANSWERS = frozenset({"llm_failed"})
+PLACEMENT = frozenset({"executor", "ray"})  # config sections a resumed run may change
 
 
 def run_path(config: RunConfig) -> Path:
@@ -96,7 +97,8 @@ class RunDirectory:
         if config_path.is_file():
             before = yaml.safe_load(config_path.read_text()) or {}
             now = self.config.model_dump(mode="json")
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            # where the stages run does not change the results: a run may resume on another executor
+            changed = sorted(k for k in (set(before) | set(now)) - PLACEMENT if before.get(k) != now.get(k))
             if changed:
                 raise UserError(
                     f"{config_path}: run {self.config.run_id!r} exists with a different config (section "

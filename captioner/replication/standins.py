@@ -3,14 +3,16 @@
 The paper starts from CLIP ViT-L/14-336 (frozen in every stage) and OPT-125M. Here:
 
 * the vision tower is a 6-layer ViT (64 px, patch 16: 16 visual tokens) pretrained on rendered
-  scenes of the synthetic world (its own images, never a caption) by attribute classification:
-  the pooled last layer learns which coloured shapes appear (`synth.CONCEPTS`, a bag of objects, the
-  role of CLIP's image-level objective), the mean of layer 3 learns every detail of the scene
-  (`synth.ATTRIBUTES`: layout, and count / colour / shape of each group). Counts and positions are
-  supervised only at layer 3, so layers 4-6 have no reason to keep them: the paper's premise
-  "the last layers are coarse, earlier ones keep the detail" (Sec. 4, Analysis 2; Fig. 6) is built
-  in, and the miniature measures what each training recipe makes of it. The ViT is then frozen
-  for every later stage (`SeRConfig.freeze_vision`);
+  scenes of the synthetic world (its own images, never a caption) by classification: the pooled
+  last layer learns which coloured shapes appear (`synth.CONCEPTS`, a bag of objects, the role of
+  CLIP's image-level objective); the patch tokens of layer 5 (-2, what the first glance reads)
+  learn only each patch's colour; the patch tokens of layer 3 learn what each patch shows (empty
+  or which coloured shape: `synth.PATCH_CLASSES`; every small shape sits in its own patch). Counts
+  and positions are never labels (they follow from which patches are occupied). So the late layer
+  is coarse - colour and occupancy kept, the shape of each object blurred - and layer 3 keeps the
+  detail: the paper's premise (Sec. 4, Analysis 2; Fig. 6) built in, so that the miniature measures
+  what each training recipe makes of it. The ViT is then frozen for every later stage
+  (`SeRConfig.freeze_vision`);
 * the LM is a 2-layer OPT pretrained (causal LM loss) on caption-like text: sentences describing
   random scenes of the same world that have no image (OPT saw web text, not COCO's captions).
 
@@ -28,6 +30,8 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from captioner.synth import COLOURS
 
 # Sizes of the miniature (SeRConfig fields); the variant switches of Tab. 3 come from the preset.
 MINIATURE_SIZES: dict[str, Any] = {
@@ -49,7 +53,9 @@ MINIATURE_SIZES: dict[str, Any] = {
     "deeplens_max_caption_tokens": 32,
     "connector_depth": 4,
 }
-DETAIL_LAYER = 3  # the ViT layer the scene-attribute pretraining objective reads
+DETAIL_LAYER = 3  # the ViT layer that learns what each patch shows (colour and shape)
+COARSE_LAYER = 5  # the layer the first glance reads (-2 of 6): learns only each patch's colour
+PATCH_COLOURS = ("empty", *COLOURS)
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<image>"]  # ids 0..3: pad 0, bos = eos 1 as in text_config
 VOCAB_SIZE = 512
 INSTRUCTION = "Describe."
@@ -115,34 +121,37 @@ class Pretrained:
     report: dict[str, Any]
 
 
-def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, attributes: torch.Tensor,
+def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, patches: torch.Tensor,
                  held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, steps: int, batch_size: int,
                  lr: float, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Caption-free pretraining: which coloured shapes the image holds (multi-label, the pooled last
-    layer) and every scene attribute (one softmax per `synth.ATTRIBUTES`, mean of layer `DETAIL_LAYER`)."""
+    layer), what each patch shows (`synth.PATCH_CLASSES`, patch tokens of `DETAIL_LAYER`) and only
+    its colour (`PATCH_COLOURS`, patch tokens of `COARSE_LAYER`)."""
     from captioner.modeling_ser import SeRVisionTower
-    from captioner.synth import ATTRIBUTES
+    from captioner.synth import PATCH_CLASSES
 
     torch.manual_seed(seed)
     tower = SeRVisionTower(vision_config)
-    sizes = [len(classes) for _, classes in ATTRIBUTES]
     head = nn.Linear(vision_config.hidden_size, concepts.shape[1])
-    detail_head = nn.Linear(vision_config.hidden_size, sum(sizes))
-    params = [*tower.parameters(), *head.parameters(), *detail_head.parameters()]
+    patch_head = nn.Linear(vision_config.hidden_size, len(PATCH_CLASSES))
+    colour_head = nn.Linear(vision_config.hidden_size, len(PATCH_COLOURS))
+    params = [*tower.parameters(), *head.parameters(), *patch_head.parameters(), *colour_head.parameters()]
     optimizer, schedule = _optimizer(params, lr, steps)
     generator = torch.Generator().manual_seed(seed)
+    colour_of = torch.tensor([PATCH_COLOURS.index(c.split()[0] if c != "empty" else c) for c in PATCH_CLASSES])
 
-    def forward(px: torch.Tensor):
-        out = tower(px, output_hidden_states=True)
-        detail = detail_head(out.hidden_states[DETAIL_LAYER][:, 1:].mean(dim=1)).split(sizes, dim=-1)
-        return head(out.pooler_output), detail
+    def forward(px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        states = tower(px, output_hidden_states=True)
+        return (head(states.pooler_output), patch_head(states.hidden_states[DETAIL_LAYER][:, 1:]),
+                colour_head(states.hidden_states[COARSE_LAYER][:, 1:]))
 
     tower.train()
     for _ in range(steps):
         rows = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-        bag, detail = forward(pixels[rows])
+        bag, local, colour = forward(pixels[rows])
         loss = nn.functional.binary_cross_entropy_with_logits(bag, concepts[rows])
-        loss = loss + sum(nn.functional.cross_entropy(logits, attributes[rows, k]) for k, logits in enumerate(detail))
+        loss = loss + nn.functional.cross_entropy(local.flatten(0, 1), patches[rows].flatten())
+        loss = loss + nn.functional.cross_entropy(colour.flatten(0, 1), colour_of[patches[rows]].flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -150,12 +159,12 @@ def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, at
         optimizer.zero_grad(set_to_none=True)
     tower.eval()
     with torch.no_grad():
-        bag, detail = forward(held_out[0])
+        bag, local, _ = forward(held_out[0])
     concept_ok = ((bag > 0) == held_out[1].bool()).all(dim=1).float().mean().item()
-    detail_ok = torch.stack([logits.argmax(-1) for logits in detail], 1).eq(held_out[2]).all(dim=1).float().mean().item()
+    patches_ok = local.argmax(-1).eq(held_out[2]).all(dim=1).float().mean().item()
     return tower.state_dict(), {"final_loss": round(float(loss.detach()), 4),
                                 "held_out_concept_set_accuracy": round(100 * concept_ok, 1),
-                                "held_out_all_attributes_accuracy": round(100 * detail_ok, 1)}
+                                "held_out_all_patches_accuracy": round(100 * patches_ok, 1)}
 
 
 def pretrain_lm(text_config, tokenizer, corpus: Sequence[str], steps: int, batch_size: int, lr: float,

@@ -140,8 +140,16 @@ def judge_e2e(figures: dict[str, Figure], e2e: dict[str, Any], load_note: str) -
         fig.note = f"missed by {shortfall(3 - fig.value)}x.{load_note} " + note
 
 
+def judge_ray(figures: dict[str, Figure], ray: dict[str, Any]) -> None:
+    note = (f"the e2e workload on the local executor {ray['local']['seconds']:.1f} s vs the Ray executor "
+            f"{ray['ray']['seconds']:.1f} s ({ray['captioner_actors']} captioner actors, {ray['llm_replicas']} LLM "
+            f"replica); engine and Ray start-up excluded ({ray['ray_over_local_with_startup']:.2f} with them); "
+            f"same predictions: {ray['same_predictions']}, same captions: {ray['same_captions']}")
+    figures["ray_over_local"].judge(ray["ray_over_local"], note)
+
+
 def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
-    """The seven figures with targets, paper values, pass/miss and a note saying why."""
+    """The figures with targets, paper values, pass/miss and a note saying why."""
     figures = {name: Figure(name, target=TARGETS.get(name), paper=PAPER.get(name)) for name in FIGURES}
     for step, error in details.get("errors", {}).items():
         for name in FIGURES_OF_STEP[step]:
@@ -158,6 +166,8 @@ def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
         judge_decode(figures, details["decode"], load_note)
     if details.get("e2e"):
         judge_e2e(figures, details["e2e"], load_note)
+    if details.get("ray"):
+        judge_ray(figures, details["ray"])
     return figures
 
 

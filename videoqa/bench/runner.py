@@ -19,6 +19,7 @@ from videoqa.bench.decode import decode_step
 from videoqa.bench.e2e import e2e_step
 from videoqa.bench.generalist import generalist_step
 from videoqa.bench.peak import auto_threads, contention_probe, peak_step
+from videoqa.bench.ray_ratio import ray_ratio_step
 from videoqa.bench.report import build_figures, figures_table
 from videoqa.bench.settings import FIGURES, STEPS, BenchSettings, Figure, say
 from videoqa.manifest import environment, to_jsonable
@@ -76,6 +77,7 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
     captioner_side = get_config(settings.preset).vision_config.image_size  # what decoding resizes to
     details["decode"] = attempt("decode", lambda: decode_step(settings, work, captioner_side))
     details["e2e"] = attempt("e2e", lambda: e2e_step(settings, work, device))
+    details["ray"] = attempt("ray", lambda: ray_ratio_step(settings, work, device))
     machine["load_average_after"] = os.getloadavg()
     contention["end"] = contention_probe()
     contention["busy"] = contention["start"]["busy"] or contention["end"]["busy"]

@@ -110,14 +110,11 @@ def merge_results(results: Sequence[CaptionResult], videos: Sequence[tuple[str, 
     }
     return timing
 
+
 def caption_on_ray(
-    config,
-    captioner: Captioner,
-    videos: Sequence[tuple[str, Path]],
-    known_failures: dict[str, VideoFailure] | None = None,
-    on_failure: Callable[[VideoFailure], None] | None = None,
-    progress: bool = True,
-    **stage_options,
+    config, captioner: Captioner, videos: Sequence[tuple[str, Path]],
+    known_failures: dict[str, VideoFailure] | None = None, on_failure: Callable[[VideoFailure], None] | None = None,
+    progress: bool = True, **stage_options,
 ) -> CaptionResult:
     """The executor's caption stage: same arguments and result as the local `caption_videos`."""
     import ray

@@ -33,9 +33,12 @@ def connect(ray_config) -> None:
 
     if ray.is_initialized():
         return
+    # LD_PRELOAD cleared: a vLLM engine that ran in this process before (the bench's local side)
+    # leaves LD_PRELOAD=<torch's libgomp> here, and actors started with it captioned ~12x slower on
+    # this project's CPU; vLLM in an LLM replica sets its own for its engine processes.
     kwargs: dict[str, Any] = dict(
         namespace=NAMESPACE,
-        runtime_env={"env_vars": forwarded_environment()},
+        runtime_env={"env_vars": forwarded_environment() | {"LD_PRELOAD": ""}},
         log_to_driver=False,  # worker output stays in the Ray session's logs, not on the terminal
     )
     if ray_config.address is None:
