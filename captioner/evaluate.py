@@ -22,6 +22,7 @@ from typing import Any
 
 from captioner.data import CaptionDataset, detect_format, expand_pairs, load_records
 from captioner.metrics import compute_caption_metrics, write_report
+from captioner.model_card import record_metrics
 from videoqa_base import jsonl
 from videoqa_base.errors import AnnotationError, UserError
 
@@ -211,4 +212,6 @@ def run(args: argparse.Namespace) -> int:
     if args.per_image:
         report["per_image"] = result.per_image
     write_report(report, table, args.json_out, args.markdown)
+    if args.model and (card := record_metrics(args.model, result.scores, result.num_images, str(args.references))):
+        print(f"model card updated: {card}")
     return 0

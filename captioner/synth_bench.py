@@ -3,14 +3,15 @@
 A faithful CPU-sized miniature of the paper's training (Sec. 5, App. H.1, Tab. 3, Tab. 15, App. D.5)
 on rendered shapes (captioner/synth.py), with the real SeR model code:
 
-1. pretrained stand-ins (captioner/replication/standins.py): a tiny ViT pretrained on the image
-   domain by concept classification (never sees a caption), frozen from then on, as CLIP is; a
-   tiny OPT pretrained on caption-like text, as OPT is;
+1. pretrained stand-ins (captioner/replication/standins.py, cached): a tiny ViT pretrained on the
+   image domain by classification (never sees a caption), frozen from then on, as CLIP is; a tiny
+   OPT pretrained on caption-like text, as OPT is;
 2. connector pretraining (connector only; LCS-558K's role), then stage 1 (connector + LM), stopped
    at the first check where at most `stage1_target_wrong` % of held-out (dev) drafts are wrong, so
    that stage 1 leaves fine-detail errors (counts, colours, shapes, positions) to fix;
 3. from the stage-1 weights, every arm (captioner/replication/loop.py) runs the same optimiser steps
-   at the same batch size; SeR arms add a fresh DeepLens and train DeepLens + LM, the ViT frozen;
+   (`stage2_ratio` x stage 1's, or `arm_steps`) at the same batch size; SeR arms add a fresh
+   DeepLens and train DeepLens + LM, the ViT frozen;
 4. the best of ser_paper / ser_protected is rerun with the other pseudo-initial captions of App. D.5:
    `gt-mix` (Data 4: one lexical edit + the GT itself) and `self` (Data 1: the stage-1 model's own
    drafts, cross-fitted: two half-data stage-1 models each draft the half they did not train on);
@@ -41,7 +42,7 @@ class SynthSettings:
     test_images: int = 200
     seeds: int = 3
     # pretrained stand-ins (shared by --quick and the full run, so one cached copy serves both)
-    vit_images: int = 4000  # the ViT's own pretraining images (attribute labels, no captions)
+    vit_images: int = 4000  # the ViT's own pretraining images (class labels, no captions)
     vit_steps: int = 1000
     lm_scenes: int = 1500  # caption-like text: 3 sentences per scene
     lm_steps: int = 300
@@ -98,7 +99,10 @@ def build_world(settings: SynthSettings, log) -> World:
     pretrained = standins.load_cached(cache) if cache is not None else None
     cached = pretrained is not None
     if pretrained is None:
-        pretrained = pretrain_standins(settings, base, tokenizer, processor)
+        pretrained = standins.pretrain(base, tokenizer, processor, vit_images=settings.vit_images,
+                                       vit_steps=settings.vit_steps, lm_scenes=settings.lm_scenes,
+                                       lm_steps=settings.lm_steps, batch_size=settings.pretrain_batch_size,
+                                       lr=settings.pretrain_lr, seed=settings.seed)
         if cache is not None:
             standins.save_cached(cache, pretrained)
         log(f"stand-ins pretrained: {pretrained.report}")
@@ -115,29 +119,6 @@ def build_world(settings: SynthSettings, log) -> World:
         for split, px in split_pixels.items():
             buffers[variant, split] = loop.encode(encoder, px)
     return World(tokenizer, processor, pretrained, captions, buffers, standins_cached=cached)
-
-
-def pretrain_standins(settings: SynthSettings, base, tokenizer, processor) -> standins.Pretrained:
-    """The ViT (attribute classification on its own images) and the LM (caption-like text)."""
-    import torch
-
-    from captioner.synth import concept_labels, patch_labels, sample_scenes
-
-    started = time.perf_counter()
-    vit_scenes = sample_scenes(settings.vit_images + 200, f"vit:{settings.seed}")
-    labels = torch.tensor([concept_labels(s) for s in vit_scenes])
-    patches = torch.tensor([patch_labels(s) for s in vit_scenes])
-    pixels = standins.render(processor, vit_scenes)
-    vision, vit_report = standins.pretrain_vit(
-        base.vision_config, pixels[:-200], labels[:-200], patches[:-200],
-        (pixels[-200:], labels[-200:], patches[-200:]),
-        steps=settings.vit_steps, batch_size=settings.pretrain_batch_size, lr=settings.pretrain_lr, seed=settings.seed)
-    corpus = standins.caption_like_corpus(settings.lm_scenes, settings.seed)
-    lm, lm_report = standins.pretrain_lm(base.text_config, tokenizer, corpus, settings.lm_steps,
-                                         settings.pretrain_batch_size, settings.pretrain_lr, settings.seed)
-    report = {"vit": vit_report, "lm": {**lm_report, "sentences": len(corpus)},
-              "seconds": round(time.perf_counter() - started, 1)}
-    return standins.Pretrained(vision, lm, report)
 
 
 def _first_examples(world: World) -> list[loop.Example]:
@@ -390,10 +371,10 @@ def run(args: argparse.Namespace) -> int:
         paths = write_data(args.write_data, settings)
         print("\n".join(f"{name}: {path}" for name, path in paths.items()))
         return 0
-    try:
-        report = run_benchmark(settings)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    unknown = [a for a in settings.arms if a not in loop.ARMS]
+    if unknown:
+        raise UserError(f"--arms: unknown arm(s) {unknown} (known: {', '.join(loop.ARMS)})")
+    report = run_benchmark(settings)
     report["quick"] = bool(args.quick)
     table = scoring.markdown_table(report)
     print(table)

@@ -7,7 +7,10 @@ The three training stages of the paper (App. H.1, Tab. 15, Fig. 8), on Hugging F
     stage1     connector + LM       (image, GT caption)                        10 epochs
     stage2     DeepLens + LM        (image, pseudo-initial caption) -> GT      2 epochs
 
-All stages: cosine schedule, warm-up ratio 0.03, weight decay 0, vision encoder frozen.
+Stage 2 can mix (image, GT caption) first-glance pairs into every batch (`data.first_glance_fraction`,
+0.5 in configs/train/stage2.yaml): the LM both glances share then keeps its first glance (measured
+in docs/replication.md). All stages: cosine schedule, warm-up ratio 0.03, weight decay 0, vision
+encoder frozen.
 The paper's table lost its learning rates; the configs use LLaVA-1.5's (1e-3 pretraining,
 2e-5 fine-tuning), which the paper says it follows.
 
@@ -20,7 +23,8 @@ Checkpoints (model.safetensors + processor + optimizer/scheduler/RNG state) are 
 `<output_dir>/checkpoint-<step>` every `save_steps`; a rerun of the same command resumes from
 the last one (`training.resume_from_checkpoint: auto`). The final directory holds a complete
 HF checkpoint (model + processor + resolved config) that `SeRForCaptioning.from_pretrained`,
-the next stage's `model.init_from` and `videoqa --captioner <dir>` load.
+the next stage's `model.init_from` and `videoqa --captioner <dir>` load, plus its model card
+(README.md: command, config, data, training result; captioner/model_card.py).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from captioner.train_config import (  # noqa: F401 - the config classes are part of this module's API
+from captioner.train_config import (
     DataConfig, DataSource, ModelInit, Stage, TrainConfig, TrainingConfig, load_train_config,
 )
 from videoqa_base.errors import UserError
@@ -349,3 +353,9 @@ def run(args: argparse.Namespace) -> int:
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
     print(f"{config.stage}: {status}; {result.pairs} pairs, mean train loss {loss}, {result.runtime_s:.0f}s -> {result.output_dir}")
     return 0
+
+
+__all__ = [  # the config classes live in captioner/train_config.py and are part of this module's API
+    "train", "TrainResult", "build_dataset", "build_model_and_processor", "training_arguments", "CaptionCollator",
+    "DataConfig", "DataSource", "ModelInit", "Stage", "TrainConfig", "TrainingConfig", "load_train_config",
+]

@@ -170,3 +170,8 @@ def test_write_data_makes_the_files_the_tiny_configs_read(tmp_path, capsys):
     rows = [json.loads(line) for line in (data / "train_stage2.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(len(r["initial_captions"]) == 3 and len(r["initial_captions"][0]) == 3 for r in rows)
     assert "train_stage2" in capsys.readouterr().out
+
+
+def test_unknown_arm_is_a_one_line_error(capsys):
+    assert captioner_main(["synth-bench", "--arms", "control,ser_bogus"]) != 0
+    assert "unknown arm(s) ['ser_bogus']" in capsys.readouterr().err

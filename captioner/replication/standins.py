@@ -203,6 +203,28 @@ def caption_like_corpus(n_scenes: int, seed: int) -> list[str]:
     return [caption for scene in sample_scenes(n_scenes, f"lm-corpus:{seed}") for caption in scene.captions()]
 
 
+def pretrain(base, tokenizer, processor, *, vit_images: int, vit_steps: int, lm_scenes: int, lm_steps: int,
+             batch_size: int, lr: float, seed: int) -> Pretrained:
+    """The ViT (classification on its own images, no captions) and the LM (caption-like text)."""
+    import time
+
+    from captioner.synth import concept_labels, patch_labels, sample_scenes
+
+    started = time.perf_counter()
+    scenes = sample_scenes(vit_images + 200, f"vit:{seed}")  # the last 200 are held out
+    labels = torch.tensor([concept_labels(s) for s in scenes])
+    patches = torch.tensor([patch_labels(s) for s in scenes])
+    pixels = render(processor, scenes)
+    vision, vit_report = pretrain_vit(base.vision_config, pixels[:-200], labels[:-200], patches[:-200],
+                                      (pixels[-200:], labels[-200:], patches[-200:]),
+                                      steps=vit_steps, batch_size=batch_size, lr=lr, seed=seed)
+    corpus = caption_like_corpus(lm_scenes, seed)
+    lm, lm_report = pretrain_lm(base.text_config, tokenizer, corpus, lm_steps, batch_size, lr, seed)
+    report = {"vit": vit_report, "lm": {**lm_report, "sentences": len(corpus)},
+              "seconds": round(time.perf_counter() - started, 1)}
+    return Pretrained(vision, lm, report)
+
+
 def cache_key(*parts: Any) -> str:
     """A short digest of everything that determines the stand-ins (sizes, settings, this file's code)."""
     import hashlib
