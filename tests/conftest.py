@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models and generated data, built once per test session."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,23 @@ def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     from videoqa.fixtures.demo import build_demo_models
 
     return build_demo_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """EgoSchema layout: three generated videos, one garbage file, one missing video; five questions."""
+    from videoqa.fixtures.demo import build_demo_dataset
+
+    root = build_demo_dataset(tmp_path_factory.mktemp("ego") / "egoschema", shared_clip=None)
+    questions = json.loads((root / "questions.json").read_text())
+    answers = json.loads((root / "subset_answers.json").read_text())
+    for uid in ("broken-video", "missing-video"):
+        questions.append(dict(questions[0], q_uid=uid))
+        answers[uid] = 1
+    (root / "videos" / "broken-video.mp4").write_bytes(os.urandom(50_000))
+    (root / "questions.json").write_text(json.dumps(questions))
+    (root / "subset_answers.json").write_text(json.dumps(answers))
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import pytest
 from videoqa.cli.main import build_parser, overrides_from_args
 from videoqa.config import load_run_config
 from videoqa.executors.ray_llm import split
-from videoqa.fixtures.demo import build_demo_dataset
 
 ray = pytest.importorskip("ray")  # the `ray` extra (installed by scripts/install.sh)
 
@@ -71,21 +70,6 @@ def busy_captioner_pid() -> int | None:
         if "CaptionerWorker.caption" in title:
             return int(pid)
     return None
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Three generated videos, one garbage file, one missing video: five questions."""
-    root = build_demo_dataset(tmp_path_factory.mktemp("ego") / "egoschema", shared_clip=None)
-    questions = json.loads((root / "questions.json").read_text())
-    answers = json.loads((root / "subset_answers.json").read_text())
-    for uid in ("broken-video", "missing-video"):
-        questions.append(dict(questions[0], q_uid=uid))
-        answers[uid] = 1
-    (root / "videos" / "broken-video.mp4").write_bytes(os.urandom(50_000))
-    (root / "questions.json").write_text(json.dumps(questions))
-    (root / "subset_answers.json").write_text(json.dumps(answers))
-    return root
 
 
 @pytest.fixture(scope="module")

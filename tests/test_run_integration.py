@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.fixtures.demo import build_demo_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -30,21 +29,6 @@ def run_to_end(*args: str, timeout: float = 600) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    """Three generated videos, one garbage file, one missing video: five questions."""
-    root = build_demo_dataset(tmp_path_factory.mktemp("ego") / "egoschema", shared_clip=None)
-    questions = json.loads((root / "questions.json").read_text())
-    answers = json.loads((root / "subset_answers.json").read_text())
-    for uid in ("broken-video", "missing-video"):
-        questions.append(dict(questions[0], q_uid=uid))
-        answers[uid] = 1
-    (root / "videos" / "broken-video.mp4").write_bytes(os.urandom(50_000))
-    (root / "questions.json").write_text(json.dumps(questions))
-    (root / "subset_answers.json").write_text(json.dumps(answers))
-    return root
 
 
 def common_args(dataset: Path, models, out: Path, run_id: str, *extra: str) -> list[str]:
