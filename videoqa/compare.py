@@ -61,7 +61,7 @@ def compare(
     names = [c.captioner.name for c in configs]
     if len(set(names)) != len(names):
         raise UserError(f"--captioners: two captioners share a name ({names}); set captioner.name to tell them apart")
-    llm = LazyLLM(configs[0].llm, load=get_executor(configs[0]).load_backend)  # one engine answers for every captioner
+    llm = LazyLLM(configs[0].llm, None, load=get_executor(configs[0]).load_backend)  # one engine answers for every captioner
     runs_of = [VideoQA(config, progress=progress, llm=llm) for config in configs]
     questions = runs_of[0].questions()
     for vq in runs_of:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -61,7 +61,7 @@ def unique_videos(questions: Sequence[Question]) -> list[tuple[str, Path]]:
 class LazyLLM:
     """Starts the LLM engine on first use, so a run with nothing left to answer never starts it."""
 
-    def __init__(self, config, backend: LLMBackend | None = None, load=None):
+    def __init__(self, config, backend: LLMBackend | None, load: Callable[..., LLMBackend]):
         self.config, self.backend, self.owned = config, backend, backend is None
         self.load = load  # how to build the backend: the executor's load_backend
         self.startup_s = 0.0  # engine start-up (weights load, warm-up): reported apart from answering
@@ -104,7 +104,7 @@ class VideoQA:
         self._captioner = captioner
         # an injected LazyLLM is shared (compare: one engine for every captioner): its owner closes it
         self.owns_llm = not isinstance(llm, LazyLLM)
-        self.llm = llm if isinstance(llm, LazyLLM) else LazyLLM(self.config.llm, llm, self.executor.load_backend)
+        self.llm = llm if isinstance(llm, LazyLLM) else LazyLLM(self.config.llm, llm, load=self.executor.load_backend)
         self.retries = {"llm_failed": 0, "videos": 0}
         self.answer_s = 0.0
         self._prepared = False
