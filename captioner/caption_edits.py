@@ -5,13 +5,14 @@ An edit changes one entity, attribute (colour, material, count, size, ...), rela
 keeps the rest of the caption word for word; `validate_pseudo_initial` rejects rewrites (too many
 changed words, a different length) so that stage-2 training always sees near misses of the GT.
 """
+
 from __future__ import annotations
 
 import difflib
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # ---------------------------------------------------------------------------- word lists
 # Groups of interchangeable words: an edit swaps a word for another one of its group, so the
@@ -78,9 +79,20 @@ ACTION_GROUPS: list[list[str]] = [
 
 CATEGORIES = ("entity", "attribute", "count", "relation", "action")
 _IRREGULAR_PLURALS = {
-    "man": "men", "woman": "women", "child": "children", "person": "people", "sheep": "sheep",
-    "mouse": "mice", "knife": "knives", "foot": "feet", "tooth": "teeth", "goose": "geese",
-    "shelf": "shelves", "leaf": "leaves", "fish": "fish", "deer": "deer",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "person": "people",
+    "sheep": "sheep",
+    "mouse": "mice",
+    "knife": "knives",
+    "foot": "feet",
+    "tooth": "teeth",
+    "goose": "geese",
+    "shelf": "shelves",
+    "leaf": "leaves",
+    "fish": "fish",
+    "deer": "deer",
 }
 
 
@@ -127,7 +139,7 @@ class LexicalPerturber:
         edit_weights: Sequence[float] = (0.15, 0.35, 0.3, 0.2),  # P(0), P(1), P(2), P(3) edits
         extra_groups: dict[str, list[list[str]]] | None = None,
         categories: Sequence[str] = CATEGORIES,
-        rules: "ValidationRules | None" = None,
+        rules: ValidationRules | None = None,
         default_vocabulary: bool = True,
     ):
         self.seed = seed
@@ -184,7 +196,11 @@ class LexicalPerturber:
             if "count" in self.categories and word in ("a", "an", "one"):
                 noun = self._next_noun(lower, i)
                 if noun is not None and not self._nouns[noun[1]][1]:
-                    sites.append(_Site(i, noun[0] + 1, "count", tuple(c + " \0" + pluralize(noun[1]) for c in self.count_words[:3])))
+                    sites.append(
+                        _Site(
+                            i, noun[0] + 1, "count", tuple(c + " \0" + pluralize(noun[1]) for c in self.count_words[:3])
+                        )
+                    )
                     continue
             if "entity" in self.categories and word in self._nouns:
                 group, plural = self._nouns[word]
@@ -316,6 +332,16 @@ def validate_pseudo_initial(source: str, candidate: str, rules: ValidationRules 
 
 
 __all__ = [
-    "ENTITY_GROUPS", "ATTRIBUTE_GROUPS", "COUNT_WORDS", "RELATION_OPPOSITES", "ACTION_GROUPS", "CATEGORIES",
-    "pluralize", "LexicalPerturber", "caption_words", "changed_words", "ValidationRules", "validate_pseudo_initial",
+    "ENTITY_GROUPS",
+    "ATTRIBUTE_GROUPS",
+    "COUNT_WORDS",
+    "RELATION_OPPOSITES",
+    "ACTION_GROUPS",
+    "CATEGORIES",
+    "pluralize",
+    "LexicalPerturber",
+    "caption_words",
+    "changed_words",
+    "ValidationRules",
+    "validate_pseudo_initial",
 ]

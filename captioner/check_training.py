@@ -14,6 +14,7 @@ finite, whether only the trainable parts changed, the seconds of the step and th
 memory so far. Memory is kept down by building one model for all three stages and dropping each
 stage's optimiser state before the next. Exit code 1 when a check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ def _tokenizer(preset: str):
         return tiny_tokenizer()
     # OPT's ids: <pad> = 1, </s> = 2 (BOS and EOS); random weights need no real OPT vocabulary
     return train_bpe_tokenizer(
-        TINY_TOKENIZER_CORPUS, 400, ["<unk>", "<pad>", "</s>", "<image>"],
-        pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>",
+        TINY_TOKENIZER_CORPUS,
+        400,
+        ["<unk>", "<pad>", "</s>", "<image>"],
+        pad_token="<pad>",
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
         extra_special_tokens={"image_token": "<image>"},
     )
 
@@ -64,8 +70,12 @@ def build(preset: str, seed: int = 0):
     config = get_config(preset, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
     if len(tokenizer) > config.text_config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} ids, the LM {config.text_config.vocab_size}")
-    processor = SeRProcessor(clip_image_processor(config.vision_config.image_size), tokenizer,
-                             num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens)
+    processor = SeRProcessor(
+        clip_image_processor(config.vision_config.image_size),
+        tokenizer,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
+    )
     torch.manual_seed(seed)
     return SeRForCaptioning(config).float().train(), processor
 
@@ -147,36 +157,60 @@ def check_training(preset: str, batch_size: int = 1, caption_words: int = 40) ->
     model, processor = build(preset)
     build_s = time.perf_counter() - started
     stages = {stage: check_stage(model, processor, stage, batch_size, caption_words) for stage in TAB15_TRAINABLE}
-    ok = all(s["matches_tab15"] and s["only_trainable_changed"] and s["loss_finite"] and not s["vision_gradient"]
-             and s["changed_parts"] for s in stages.values())
+    ok = all(
+        s["matches_tab15"]
+        and s["only_trainable_changed"]
+        and s["loss_finite"]
+        and not s["vision_gradient"]
+        and s["changed_parts"]
+        for s in stages.values()
+    )
     return {
-        "preset": preset, "variant": model.config.variant, "device": "cpu", "dtype": "float32",
-        "batch_size": batch_size, "caption_words": caption_words,
-        "visual_tokens": processor.num_image_tokens, "parameters": count_parameters(model),
-        "stages": stages, "ok": ok, "build_seconds": round(build_s, 1),
+        "preset": preset,
+        "variant": model.config.variant,
+        "device": "cpu",
+        "dtype": "float32",
+        "batch_size": batch_size,
+        "caption_words": caption_words,
+        "visual_tokens": processor.num_image_tokens,
+        "parameters": count_parameters(model),
+        "stages": stages,
+        "ok": ok,
+        "build_seconds": round(build_s, 1),
         "peak_rss_gib": round(_peak_rss_gib(), 2),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        },
     }
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines: list[str] = [f"{report['preset']} ({report['variant']}), random weights, fp32 on CPU, batch {report['batch_size']}: "
-             f"{report['parameters']['total'] / 1e6:.1f}M parameters "
-             f"({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in report['parameters'].items() if k != 'total')})",
-             "stage     trains (Tab. 15)          trainable   ViT grad  loss      s/step  peak RSS"]
+    lines: list[str] = [
+        f"{report['preset']} ({report['variant']}), random weights, fp32 on CPU, batch {report['batch_size']}: "
+        f"{report['parameters']['total'] / 1e6:.1f}M parameters "
+        f"({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in report['parameters'].items() if k != 'total')})",
+        "stage     trains (Tab. 15)          trainable   ViT grad  loss      s/step  peak RSS",
+    ]
     for stage, s in report["stages"].items():
         lines.append(
             f"{stage:<9} {' + '.join(s['tab15_parts']):<25} {s['trainable_total'] / 1e6:8.3f}M "
             f"{'YES' if s['vision_gradient'] else 'no':<8}  {s['loss']:<8.3f}  {s['seconds_per_step']:6.1f}  "
-            f"{s['peak_rss_gib_so_far']:.2f} GiB  {'ok' if s['matches_tab15'] and s['only_trainable_changed'] else 'MISMATCH'}")
+            f"{s['peak_rss_gib_so_far']:.2f} GiB  "
+            f"{'ok' if s['matches_tab15'] and s['only_trainable_changed'] else 'MISMATCH'}"
+        )
     lines.append("all checks passed" if report["ok"] else "CHECK FAILED")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="ser", choices=[p for p in PRESETS if "specialist" not in p and "single" not in p],
-                        help="a preset with DeepLens (stage 2 needs it); default: the paper's SeR")
+    parser.add_argument(
+        "--preset",
+        default="ser",
+        choices=[p for p in PRESETS if "specialist" not in p and "single" not in p],
+        help="a preset with DeepLens (stage 2 needs it); default: the paper's SeR",
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--caption-words", type=int, default=40, help="words per caption (and per initial caption)")
     parser.add_argument("--json", dest="json_out", help="write the report here")

@@ -5,6 +5,7 @@ The defaults are the paper's model: CLIP ViT-L/14-336, OPT-125M and a ~50M-param
 reading ViT layers {13, 18, 23}. Named configurations (tiny ones, the Tab. 3 variants) are in
 captioner/presets.py.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,17 +14,34 @@ from transformers import AutoConfig, PreTrainedConfig
 
 # CLIP ViT-L/14-336 ("openai/clip-vit-large-patch14-336"), vision half
 PAPER_VISION = dict(
-    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-    image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu",
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=336,
+    patch_size=14,
+    projection_dim=768,
+    hidden_act="quick_gelu",
 )
 # OPT-125M ("facebook/opt-125m")
 PAPER_TEXT = dict(
-    vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
-    max_position_embeddings=2048, word_embed_proj_dim=768, do_layer_norm_before=True,
-    pad_token_id=1, bos_token_id=2, eos_token_id=2, dropout=0.1,
+    vocab_size=50272,
+    hidden_size=768,
+    num_hidden_layers=12,
+    ffn_dim=3072,
+    num_attention_heads=12,
+    max_position_embeddings=2048,
+    word_embed_proj_dim=768,
+    do_layer_norm_before=True,
+    pad_token_id=1,
+    bos_token_id=2,
+    eos_token_id=2,
+    dropout=0.1,
 )
 # DeepLens: BERT-base-width layers; 6 of them put DeepLens at ~48M parameters (paper: ~50M)
-PAPER_DEEPLENS = dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072, vocab_size=1)
+PAPER_DEEPLENS = dict(
+    hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072, vocab_size=1
+)
 # the ViT layers DeepLens reads (App. C), as indices into `hidden_states`
 PAPER_MULTILAYER_FEATURE_LAYERS = [13, 18, 23]
 

@@ -25,14 +25,16 @@ An image that exists but cannot be decoded is found only when it is read; that r
 `UserError` with its path (a silent skip inside a training step would change the batch size
 and hide data problems).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from torch.utils.data import Dataset as TorchDataset
 
@@ -123,7 +125,11 @@ def read_llava_json(path: str | Path) -> list[CaptionRecord]:
             raise AnnotationError(path, f"{where}.conversations", "a non-empty list of turns")
         captions, prompts = [], []
         for t, turn in enumerate(turns):
-            if not isinstance(turn, dict) or turn.get("from") not in ("human", "gpt") or not isinstance(turn.get("value"), str):
+            if (
+                not isinstance(turn, dict)
+                or turn.get("from") not in ("human", "gpt")
+                or not isinstance(turn.get("value"), str)
+            ):
                 raise AnnotationError(
                     path, f"{where}.conversations[{t}]", "an object with 'from' ('human' or 'gpt') and a string 'value'"
                 )
@@ -136,8 +142,11 @@ def read_llava_json(path: str | Path) -> list[CaptionRecord]:
         if not captions:
             raise AnnotationError(path, f"{where}.conversations", "at least one 'gpt' turn (the caption)")
         image_id = str(entry.get("id", entry["image"]))
-        records.append(CaptionRecord(entry["image"], captions, image_id=image_id, meta={"prompts": prompts},
-                                     source=f"{path}: {where}"))
+        records.append(
+            CaptionRecord(
+                entry["image"], captions, image_id=image_id, meta={"prompts": prompts}, source=f"{path}: {where}"
+            )
+        )
     if text_only:
         logger.info("%s: skipped %d text-only entries (no 'image' key)", path, text_only)
     return records
@@ -173,8 +182,9 @@ def read_coco_karpathy(path: str | Path, split: str | None = "train") -> list[Ca
             captions.append(sentence["raw"].strip())
         image = os.path.join(entry.get("filepath") or "", entry["filename"])
         image_id = str(entry.get("cocoid", entry.get("imgid", image)))
-        records.append(CaptionRecord(image, captions, image_id=image_id, meta={"split": entry["split"]},
-                                     source=f"{path}: {where}"))
+        records.append(
+            CaptionRecord(image, captions, image_id=image_id, meta={"split": entry["split"]}, source=f"{path}: {where}")
+        )
     if not records:
         raise AnnotationError(path, "images[*].split", f"at least one image of split {split!r}")
     return records
@@ -237,7 +247,9 @@ def detect_format(path: str | Path) -> str:
     raise AnnotationError(path, "(file)", "LLaVA JSON (a list), Karpathy COCO JSON ({'images': ...}) or JSONL")
 
 
-def load_records(path: str | Path, format: AnnotationFormat = "auto", split: str | None = "train") -> list[CaptionRecord]:
+def load_records(
+    path: str | Path, format: AnnotationFormat = "auto", split: str | None = "train"
+) -> list[CaptionRecord]:
     """Read any supported annotation file; `split` only applies to Karpathy COCO files."""
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "llava":

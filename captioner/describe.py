@@ -1,5 +1,6 @@
 """`captioner describe --preset NAME`: parameter counts of a preset, built on the meta device
 (no memory for weights, no download), as JSON {"vision", "connector", "deeplens", "lm", "total"}."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,15 @@ PAPER_PARAMETERS = {"specialist": {"total": 450e6}, "ser": {"total": 500e6, "dee
 
 def count_parameters(model) -> dict[str, int]:
     """Unique parameters per part (the LM's tied input/output embedding counts once)."""
-    parts = {"vision": model.vision_tower, "connector": model.connector, "deeplens": model.deeplens,
-             "lm": model.language_model}
-    counts = {name: 0 if module is None else sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
+    parts = {
+        "vision": model.vision_tower,
+        "connector": model.connector,
+        "deeplens": model.deeplens,
+        "lm": model.language_model,
+    }
+    counts = {
+        name: 0 if module is None else sum(p.numel() for p in module.parameters()) for name, module in parts.items()
+    }
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts
 

@@ -13,6 +13,7 @@ two-pass inference; `--refine-steps 0` for the first glance only) and written to
     captioner eval --model outputs/checkpoints/ser --references data/coco/dataset_coco.json \
         --split test --image-root data/coco --predictions outputs/eval/ser_test.jsonl --json outputs/eval/ser.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -112,7 +113,9 @@ def read_references(path: str | Path, split: str | None = None) -> tuple[dict[st
     return refs, by_path
 
 
-def match_predictions(predictions: dict[str, str], refs: dict[str, list[str]], by_path: dict[str, str]) -> dict[str, str]:
+def match_predictions(
+    predictions: dict[str, str], refs: dict[str, list[str]], by_path: dict[str, str]
+) -> dict[str, str]:
     """Re-key predictions given by image path to the references' ids."""
     matched = {}
     for key, caption in predictions.items():
@@ -133,13 +136,18 @@ def scores_table(rows: dict[str, dict[str, float]]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--predictions", required=True,
+        "--predictions",
+        required=True,
         help="predicted captions (JSONL / JSON); with --model, where the generated captions are written (JSONL)",
     )
-    parser.add_argument("--references", required=True, help="reference captions (JSONL, LLaVA / COCO JSON, {id: [...]})")
+    parser.add_argument(
+        "--references", required=True, help="reference captions (JSONL, LLaVA / COCO JSON, {id: [...]})"
+    )
     parser.add_argument("--split", default="test", help="split of a Karpathy COCO references file (default: test)")
     parser.add_argument(
-        "--metrics", default="BLEU-4,METEOR,ROUGE-L,CIDEr,BERTScore", help="comma-separated (BERTScore only if installed)"
+        "--metrics",
+        default="BLEU-4,METEOR,ROUGE-L,CIDEr,BERTScore",
+        help="comma-separated (BERTScore only if installed)",
     )
     parser.add_argument("--json", dest="json_out", help="write scores as JSON here")
     parser.add_argument("--markdown", help="write the table as Markdown here")
@@ -173,8 +181,13 @@ def write_predictions(args: argparse.Namespace) -> int:
             chunk = records[start : start + args.batch_size]
             images = [dataset.load_image(r.image) for r in chunk]
             captions = generate_captions(
-                model, processor, images, args.prompt, max_new_tokens=args.max_new_tokens,
-                batch_size=args.batch_size, refine_steps=args.refine_steps,
+                model,
+                processor,
+                images,
+                args.prompt,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+                refine_steps=args.refine_steps,
             )
             for record, caption in zip(chunk, captions):
                 yield {"id": record.image_id, "image": record.image, "caption": caption}

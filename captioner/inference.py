@@ -13,13 +13,15 @@ default dtype is bf16 where the hardware multiplies bf16 natively (GPUs, AVX512-
 fp32 elsewhere (`resolve_dtype`); an out-of-memory error halves the batch and retries
 (`generate_captions`). `videoqa bench` measures all of this (docs/performance.md).
 """
+
 from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -85,8 +87,13 @@ def first_glance(
     min_new_tokens > 0 forbids EOS before that many tokens (benchmarks fix the caption length)."""
     inputs = processor.generation_inputs(buffer.batch_size, prompt)
     visual = model.first_glance_tokens(buffer)
-    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens,
-                             **_min_tokens(min_new_tokens))
+    ids = model.generate_ids(
+        visual,
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        max_new_tokens=max_new_tokens,
+        **_min_tokens(min_new_tokens),
+    )
     return [processor.clean_generated(row) for row in ids]
 
 
@@ -103,8 +110,13 @@ def refine_once(
     """One more glance: refined caption ids from the buffered ViT features and the previous captions."""
     inputs = processor.generation_inputs(buffer.batch_size, prompt, caption_ids)
     visual = model.refine_tokens(buffer, inputs["initial_caption_ids"], inputs["initial_caption_mask"])
-    ids = model.generate_ids(visual, inputs["input_ids"], inputs["attention_mask"], max_new_tokens=max_new_tokens,
-                             **_min_tokens(min_new_tokens))
+    ids = model.generate_ids(
+        visual,
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        max_new_tokens=max_new_tokens,
+        **_min_tokens(min_new_tokens),
+    )
     return [processor.clean_generated(row) for row in ids]
 
 
@@ -116,7 +128,7 @@ def _min_tokens(min_new_tokens: int) -> dict[str, int]:
 
 # the batch size a model last ran at after an out-of-memory backoff: later calls start there
 # instead of failing again at the configured size (memory pressure rarely goes away)
-_BATCH_LIMITS: "weakref.WeakKeyDictionary[SeRForCaptioning, int]" = weakref.WeakKeyDictionary()
+_BATCH_LIMITS: weakref.WeakKeyDictionary[SeRForCaptioning, int] = weakref.WeakKeyDictionary()
 
 
 def batch_limit(model: SeRForCaptioning) -> int | None:
@@ -181,6 +193,15 @@ def generate_captions(
 
 
 __all__ = [
-    "CaptionResult", "generate_captions", "first_glance", "refine_once", "load_model", "resolve_device",
-    "resolve_dtype", "MissingCheckpointError", "cpu_has_native_bf16", "is_out_of_memory", "batch_limit",
+    "CaptionResult",
+    "generate_captions",
+    "first_glance",
+    "refine_once",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+    "MissingCheckpointError",
+    "cpu_has_native_bf16",
+    "is_out_of_memory",
+    "batch_limit",
 ]

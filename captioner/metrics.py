@@ -11,15 +11,17 @@ Note that CIDEr weighs n-grams by their inverse document frequency over the eval
 images, so it is only meaningful on a corpus (an n-gram present in every image's references
 has zero weight; a single image always scores 0).
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from videoqa_base.errors import UserError
 
@@ -98,7 +100,9 @@ def compute_caption_metrics(
         raise UserError(f"unknown caption metric(s) {unknown} (known: {', '.join(METRICS)})")
     ids = check_inputs(predictions, references)
     # one tokenizer run (one JVM start) for references and predictions together
-    tokenized = tokenize({**{("ref", i): list(references[i]) for i in ids}, **{("pred", i): [predictions[i]] for i in ids}})
+    tokenized = tokenize(
+        {**{("ref", i): list(references[i]) for i in ids}, **{("pred", i): [predictions[i]] for i in ids}}
+    )
     tokenized_refs = {i: tokenized[("ref", i)] for i in ids}
     tokenized_preds = {i: tokenized[("pred", i)] for i in ids}
     # pycocoevalcap's scorers assert that every candidate is a list of exactly one string.

@@ -26,6 +26,7 @@ with (2)" (`refine=False, first_glance_multilayer=True`), and iterative refineme
 Prompt layout and batch building live in captioner/processing_ser.py; batched two-pass generation
 (ViT once per image, KV cache, left padding) in captioner/inference.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class VisionBuffer:
     first_glance: torch.Tensor
     deeplens: torch.Tensor | None
 
-    def select(self, rows: slice | torch.Tensor | list[int]) -> "VisionBuffer":
+    def select(self, rows: slice | torch.Tensor | list[int]) -> VisionBuffer:
         """The buffer of a subset of the batch (used to refine only some images)."""
         return VisionBuffer(self.first_glance[rows], None if self.deeplens is None else self.deeplens[rows])
 
@@ -248,7 +249,7 @@ class SeRForCaptioning(SeRPreTrainedModel):
         processor: Any = None,
         dtype: torch.dtype | None = None,
         **config_overrides: Any,
-    ) -> "SeRForCaptioning":
+    ) -> SeRForCaptioning:
         """A fresh SeR whose vision tower and LM come from pretrained checkpoints (training start).
 
         `vision` / `lm` are HF ids (looked up in the local HF cache only) or local directories, e.g.
@@ -402,7 +403,9 @@ class SeRForCaptioning(SeRPreTrainedModel):
         if labels is not None:
             labels = labels.to(self.device)
             lm_kwargs.setdefault("use_cache", False)  # teacher forcing needs no KV cache
-        out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **lm_kwargs)
+        out = self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **lm_kwargs
+        )
         return SeRCausalLMOutput(
             loss=out.loss, logits=out.logits, past_key_values=out.past_key_values, visual_tokens=visual_tokens
         )

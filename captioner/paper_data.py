@@ -21,6 +21,7 @@ ROOT may also be one annotation file; `--image-root` overrides where images are 
 then opens every distinct image once (PIL `verify`), and lists the missing and the broken ones with
 the annotation file and record that use them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,11 @@ def read_dci_file(path: str | Path, captions: str = "auto") -> CaptionRecord:
         if not full:
             raise AnnotationError(path, "short_caption", "a non-empty caption (short_caption + extra_caption)")
         found, source = [full], "short+extra"
-    meta = {"caption_source": source, "short_caption": data["short_caption"].strip(),
-            "masks": len(data.get("mask_data") or {})}
+    meta = {
+        "caption_source": source,
+        "short_caption": data["short_caption"].strip(),
+        "masks": len(data.get("mask_data") or {}),
+    }
     return CaptionRecord(data["image"], found, image_id=path.stem, meta=meta, source=str(path))
 
 
@@ -178,8 +182,9 @@ def check(root: str | Path, fmt: str, image_root: str | Path | None = None, spli
     files = annotation_files(root, fmt, split if fmt == "dci" else None)
     images = Path(image_root) if image_root is not None else default_image_root(root, fmt)
     records = read_records(root, fmt, split)
-    report = CheckReport(fmt, [str(f) for f in files], str(images), records=len(records),
-                         samples=sum(len(r.captions) for r in records))
+    report = CheckReport(
+        fmt, [str(f) for f in files], str(images), records=len(records), samples=sum(len(r.captions) for r in records)
+    )
     first_use: dict[str, CaptionRecord] = {}
     for record in records:
         first_use.setdefault(record.image, record)
@@ -197,13 +202,17 @@ def check(root: str | Path, fmt: str, image_root: str | Path | None = None, spli
 
 
 def format_report(report: CheckReport, limit: int = 20) -> str:
-    lines = [f"{report.format}: {report.records} records, {report.samples} samples (image, caption), "
-             f"{report.images} images under {report.image_root}",
-             f"  annotation files: {', '.join(report.annotation_files)}"]
+    lines = [
+        f"{report.format}: {report.records} records, {report.samples} samples (image, caption), "
+        f"{report.images} images under {report.image_root}",
+        f"  annotation files: {', '.join(report.annotation_files)}",
+    ]
     for kind, entries in (("missing", report.missing), ("broken", report.broken)):
         lines.append(f"  {kind} images: {len(entries)}")
         for entry in entries[:limit]:
-            lines.append(f"    {entry['image']}  ({entry['record']}){'  ' + entry['error'] if 'error' in entry else ''}")
+            lines.append(
+                f"    {entry['image']}  ({entry['record']}){'  ' + entry['error'] if 'error' in entry else ''}"
+            )
         if len(entries) > limit:
             lines.append(f"    ... {len(entries) - limit} more (see --json)")
     lines.append("ok" if report.ok else "problems found")

@@ -15,6 +15,7 @@
 Preset names are `<variant>` or `tiny-<variant>`. `build_tiny_checkpoint` writes a complete,
 randomly initialised HF checkpoint (model + processor + tokenizer) in well under a second of compute.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,24 +44,49 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 TINY_VISION = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-    image_size=64, patch_size=16, projection_dim=32, hidden_act="quick_gelu",
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    image_size=64,
+    patch_size=16,
+    projection_dim=32,
+    hidden_act="quick_gelu",
 )
 TINY_VOCAB_SIZE = 320
 TINY_TEXT = dict(
-    vocab_size=TINY_VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
-    max_position_embeddings=512, word_embed_proj_dim=32, do_layer_norm_before=True,
-    pad_token_id=0, bos_token_id=1, eos_token_id=1, dropout=0.0, init_std=0.25,
+    vocab_size=TINY_VOCAB_SIZE,
+    hidden_size=32,
+    num_hidden_layers=2,
+    ffn_dim=64,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+    word_embed_proj_dim=32,
+    do_layer_norm_before=True,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=1,
+    dropout=0.0,
+    init_std=0.25,
 )
 TINY_DEEPLENS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=1)
 
 _SIZES = {
-    "": dict(vision_config=PAPER_VISION, text_config=PAPER_TEXT, deeplens_config=PAPER_DEEPLENS,
-             multilayer_feature_layers=PAPER_MULTILAYER_FEATURE_LAYERS),
-    "tiny-": dict(vision_config=TINY_VISION, text_config=TINY_TEXT, deeplens_config=TINY_DEEPLENS,
-                  multilayer_feature_layers=[1, 2, 3], deeplens_max_caption_tokens=64,
-                  # a wider init than the usual 0.02, so that random tiny models caption each image differently
-                  initializer_range=0.25),
+    "": dict(
+        vision_config=PAPER_VISION,
+        text_config=PAPER_TEXT,
+        deeplens_config=PAPER_DEEPLENS,
+        multilayer_feature_layers=PAPER_MULTILAYER_FEATURE_LAYERS,
+    ),
+    "tiny-": dict(
+        vision_config=TINY_VISION,
+        text_config=TINY_TEXT,
+        deeplens_config=TINY_DEEPLENS,
+        multilayer_feature_layers=[1, 2, 3],
+        deeplens_max_caption_tokens=64,
+        # a wider init than the usual 0.02, so that random tiny models caption each image differently
+        initializer_range=0.25,
+    ),
 }
 
 PRESETS: tuple[str, ...] = tuple(size + variant for size in _SIZES for variant in VARIANTS)
@@ -72,7 +98,7 @@ def get_config(preset: str, **overrides: Any) -> SeRConfig:
         raise ValueError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     size = "tiny-" if preset.startswith("tiny-") else ""
     fields = copy.deepcopy(_SIZES[size])
-    fields.update(VARIANTS[preset[len(size):]])
+    fields.update(VARIANTS[preset[len(size) :]])
     for key in ("vision_config", "text_config", "deeplens_config"):
         if isinstance(overrides.get(key), dict):  # merge partial sub-config overrides
             fields[key].update(overrides.pop(key))
@@ -100,8 +126,13 @@ def tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, corpus: list[str] | None =
     """A byte-level BPE tokenizer trained on `corpus` (default `TINY_TOKENIZER_CORPUS`); any text encodes.
     Special tokens <pad>, </s>, <unk>, <image> take ids 0..3, matching the tiny text config's pad/bos/eos."""
     return train_bpe_tokenizer(
-        TINY_TOKENIZER_CORPUS if corpus is None else corpus, vocab_size, ["<pad>", "</s>", "<unk>", IMAGE_TOKEN],
-        pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>",
+        TINY_TOKENIZER_CORPUS if corpus is None else corpus,
+        vocab_size,
+        ["<pad>", "</s>", "<unk>", IMAGE_TOKEN],
+        pad_token="<pad>",
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
 
@@ -116,10 +147,14 @@ def build_tiny_checkpoint(out_dir: str | Path, preset: str = "tiny-ser", seed: i
     tokenizer = tiny_tokenizer()
     text = dict(overrides.pop("text_config", {}))
     text.setdefault("vocab_size", len(tokenizer))
-    config = get_config(preset, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), **overrides)
+    config = get_config(
+        preset, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), **overrides
+    )
     processor = SeRProcessor(
-        clip_image_processor(config.vision_config.image_size), tokenizer,
-        num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens,
+        clip_image_processor(config.vision_config.image_size),
+        tokenizer,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
     )
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
@@ -131,6 +166,17 @@ def build_tiny_checkpoint(out_dir: str | Path, preset: str = "tiny-ser", seed: i
 
 
 __all__ = [
-    "PRESETS", "VARIANTS", "get_config", "build_tiny_checkpoint", "tiny_tokenizer", "TINY_TOKENIZER_CORPUS",
-    "TINY_VISION", "TINY_TEXT", "TINY_DEEPLENS", "TINY_VOCAB_SIZE", "PAPER_VISION", "PAPER_TEXT", "PAPER_DEEPLENS",
+    "PRESETS",
+    "VARIANTS",
+    "get_config",
+    "build_tiny_checkpoint",
+    "tiny_tokenizer",
+    "TINY_TOKENIZER_CORPUS",
+    "TINY_VISION",
+    "TINY_TEXT",
+    "TINY_DEEPLENS",
+    "TINY_VOCAB_SIZE",
+    "PAPER_VISION",
+    "PAPER_TEXT",
+    "PAPER_DEEPLENS",
 ]

@@ -12,10 +12,12 @@ are tokenized separately and joined as ids, so the initial caption produced by t
 spliced into the refinement prompt exactly as it was generated (no decode / re-encode round trip).
 In the refinement pass DeepLens additionally reads the initial caption ids (input (1) of Fig. 11).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +86,7 @@ class SeRProcessor(ProcessorMixin):
             raise ValueError(f"the tokenizer has no {image_token!r} token (add it as a special token)")
 
     @classmethod
-    def from_pretrained_parts(cls, vision: str | Path, lm: str | Path, **kwargs: Any) -> "SeRProcessor":
+    def from_pretrained_parts(cls, vision: str | Path, lm: str | Path, **kwargs: Any) -> SeRProcessor:
         """Processor for a fresh model from pretrained parts: CLIP preprocessing of `vision`, the
         tokenizer of `lm` plus an `<image>` special token (and a pad token if it had none)."""
         vision_config = load_part(CLIPVisionConfig, vision, "CLIP vision tower")

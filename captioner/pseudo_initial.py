@@ -17,22 +17,23 @@ Methods (`captioner pseudo-initial --method ...`):
 * `self` (Data 1 in Tab. 12): the stage-1 model's own caption of each image.
 * `gt-mix` (Data 4 in Tab. 12): one pseudo-initial caption (lexical or LLM) plus the GT itself.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from captioner.caption_edits import LexicalPerturber, ValidationRules, caption_words, validate_pseudo_initial
 from captioner.data import CaptionDataset, CaptionPair, load_records, read_jsonl
 from captioner.inference import generate_captions, load_model
 from videoqa_base import jsonl
 from videoqa_base.errors import UserError
-
 
 # ---------------------------------------------------------------------------- LLM generation
 
@@ -110,11 +111,11 @@ class LLMPseudoInitialGenerator:
         self,
         backend: ChatLLM,
         n: int = 3,
-        rules: ValidationRules = ValidationRules(),
+        rules: ValidationRules | None = None,
         fallback: LexicalPerturber | None = None,
         batch_size: int = 64,
     ):
-        self.backend, self.n, self.rules = backend, n, rules
+        self.backend, self.n, self.rules = backend, n, rules or ValidationRules()
         self.fallback = fallback or LexicalPerturber()
         self.batch_size = batch_size
 
@@ -212,7 +213,9 @@ def add_self_captions(records, model, processor, image_root: str, batch_size: in
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         pil = [dataset.load_image(i) for i in chunk]
-        captions = generate_captions(model, processor, pil, max_new_tokens=max_new_tokens, batch_size=batch_size, refine_steps=0)
+        captions = generate_captions(
+            model, processor, pil, max_new_tokens=max_new_tokens, batch_size=batch_size, refine_steps=0
+        )
         by_image.update(zip(chunk, captions))
     for record in records:
         record.initial_captions = [[by_image[record.image]] for _ in record.captions]
@@ -236,7 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=3, help="pseudo-initial captions per GT caption (paper: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the lexical perturber")
     parser.add_argument("--batch-size", type=int, default=64, help="LLM prompts / images per batch")
-    parser.add_argument("--mix-base", default="lexical", choices=["lexical", "llm"], help="gt-mix: how to make the edited one")
+    parser.add_argument(
+        "--mix-base", default="lexical", choices=["lexical", "llm"], help="gt-mix: how to make the edited one"
+    )
     parser.add_argument("--model", help="--method self: the stage-1 checkpoint directory")
     parser.add_argument("--image-root", default=".", help="--method self: directory the image paths are relative to")
     parser.add_argument("--max-new-tokens", type=int, default=60, help="--method self: caption length limit")
@@ -265,14 +270,20 @@ def make_pseudo_initial(
     backend = model = processor = None
     if base == "llm":
         if load_llm is None:
-            raise UserError("--method llm needs --llm NAME|YAML|MODEL_DIR (or use --method lexical, which needs no model)")
-        rules = ValidationRules(max_changed_words=args.max_changed_words, max_changed_fraction=args.max_changed_fraction)
+            raise UserError(
+                "--method llm needs --llm NAME|YAML|MODEL_DIR (or use --method lexical, which needs no model)"
+            )
+        rules = ValidationRules(
+            max_changed_words=args.max_changed_words, max_changed_fraction=args.max_changed_fraction
+        )
         backend = load_llm()
         generator = LLMPseudoInitialGenerator(backend, n, rules, perturber, args.batch_size)
     elif base == "self":
         if not args.model:
             raise UserError("--method self needs --model STAGE1_CHECKPOINT_DIR")
-        model, processor = load_model(args.model, train_hint="train stage 1 with `captioner train --config configs/train/stage1.yaml`")
+        model, processor = load_model(
+            args.model, train_hint="train stage 1 with `captioner train --config configs/train/stage1.yaml`"
+        )
     try:
         for start in range(0, len(records), args.chunk_size):
             chunk = records[start : start + args.chunk_size]
@@ -325,6 +336,15 @@ def run(args: argparse.Namespace, load_llm: Callable[[], ChatLLM] | None = None)
 
 
 __all__ = [
-    "SYSTEM_PROMPT", "FEW_SHOT", "build_messages", "parse_completion", "ChatLLM", "PseudoInitialResult",
-    "LLMPseudoInitialGenerator", "PseudoInitialStats", "make_pseudo_initial", "add_arguments", "run",
+    "SYSTEM_PROMPT",
+    "FEW_SHOT",
+    "build_messages",
+    "parse_completion",
+    "ChatLLM",
+    "PseudoInitialResult",
+    "LLMPseudoInitialGenerator",
+    "PseudoInitialStats",
+    "make_pseudo_initial",
+    "add_arguments",
+    "run",
 ]

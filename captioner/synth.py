@@ -10,6 +10,7 @@ same error types the paper's pseudo-initial captions simulate (App. F.1).
 `captioner.data.read_jsonl` reads, so training goes through the regular data path.
 Everything is a function of the seed.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,12 @@ PERTURB_VOCABULARY: dict[str, list[list[str]]] = {
     "entity": [list(SHAPES)],
     "attribute": [list(COLOURS)],
     "count": [["two", "three"]],
-    "relation": [["to the left of", "to the right of"], ["above", "below"], ["on the left", "on the right"], ["on top", "at the bottom"]],
+    "relation": [
+        ["to the left of", "to the right of"],
+        ["above", "below"],
+        ["on the left", "on the right"],
+        ["on top", "at the bottom"],
+    ],
 }
 
 
@@ -116,9 +122,15 @@ def shape_boxes(scene: Scene, size: int = 64) -> list[tuple[Group, tuple[float, 
     if scene.layout == "single":
         regions = [(scene.first, (quarter, quarter, quarter + half, quarter + half))]
     elif scene.layout == "horizontal":
-        regions = [(scene.first, (0, quarter, half, quarter + half)), (scene.second, (half, quarter, size, quarter + half))]
+        regions = [
+            (scene.first, (0, quarter, half, quarter + half)),
+            (scene.second, (half, quarter, size, quarter + half)),
+        ]
     else:
-        regions = [(scene.first, (quarter, 0, quarter + half, half)), (scene.second, (quarter, half, quarter + half, size))]
+        regions = [
+            (scene.first, (quarter, 0, quarter + half, half)),
+            (scene.second, (quarter, half, quarter + half, size)),
+        ]
     return [(group, box) for group, region in regions for box in _group_boxes(group, region, rng)]
 
 

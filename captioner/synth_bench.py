@@ -21,6 +21,7 @@ on rendered shapes (captioner/synth.py), with the real SeR model code:
    starting point (stand-ins, data and stage 1 are shared); the seeds vary what the arms compare:
    DeepLens's initialisation, batch order and the sampled pseudo-initial captions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,10 +100,18 @@ def build_world(settings: SynthSettings, log) -> World:
     pretrained = standins.load_cached(cache) if cache is not None else None
     cached = pretrained is not None
     if pretrained is None:
-        pretrained = standins.pretrain(base, tokenizer, processor, vit_images=settings.vit_images,
-                                       vit_steps=settings.vit_steps, lm_scenes=settings.lm_scenes,
-                                       lm_steps=settings.lm_steps, batch_size=settings.pretrain_batch_size,
-                                       lr=settings.pretrain_lr, seed=settings.seed)
+        pretrained = standins.pretrain(
+            base,
+            tokenizer,
+            processor,
+            vit_images=settings.vit_images,
+            vit_steps=settings.vit_steps,
+            lm_scenes=settings.lm_scenes,
+            lm_steps=settings.lm_steps,
+            batch_size=settings.pretrain_batch_size,
+            lr=settings.pretrain_lr,
+            seed=settings.seed,
+        )
         if cache is not None:
             standins.save_cached(cache, pretrained)
         log(f"stand-ins pretrained: {pretrained.report}")
@@ -126,8 +135,10 @@ def _first_examples(world: World) -> list[loop.Example]:
 
 
 def _wrong_pct(world: World, model, split: str, max_new_tokens: int) -> float:
-    drafts = scoring.decode(world.processor, scoring.caption_ids(
-        model, world.processor, world.buffers["specialist", split], max_new_tokens=max_new_tokens))
+    drafts = scoring.decode(
+        world.processor,
+        scoring.caption_ids(model, world.processor, world.buffers["specialist", split], max_new_tokens=max_new_tokens),
+    )
     hits = scoring.exact(drafts, world.captions[split])
     return 100.0 * (1 - sum(hits) / len(hits))
 
@@ -137,8 +148,18 @@ def stage_one(world: World, settings: SynthSettings, seed: int, log) -> dict[str
     model = standins.assemble("specialist", world.tokenizer, world.pretrained, seed)
     buffer = world.buffers["specialist", "train"]
     firsts = [loop.Example(i, caps[0]) for i, caps in enumerate(world.captions["train"])]
-    pre = loop.train(model, world.processor, buffer, loop.Recipe("pretrain", 0.0), firsts, [],
-                     steps=settings.connector_steps, batch_size=settings.batch_size, lr=settings.connector_lr, seed=seed)
+    pre = loop.train(
+        model,
+        world.processor,
+        buffer,
+        loop.Recipe("pretrain", 0.0),
+        firsts,
+        [],
+        steps=settings.connector_steps,
+        batch_size=settings.batch_size,
+        lr=settings.connector_lr,
+        seed=seed,
+    )
     pretrain_weights = standins.weights(model)
     checks: list[tuple[int, float]] = []
 
@@ -148,15 +169,37 @@ def stage_one(world: World, settings: SynthSettings, seed: int, log) -> dict[str
             log(f"stage 1 step {step}: {checks[-1][1]}% of dev drafts wrong")
         return checks[-1][1] <= settings.stage1_target_wrong
 
-    log_1 = loop.train(model, world.processor, buffer, loop.Recipe("stage1", 0.0), _first_examples(world), [],
-                       steps=settings.stage1_max_steps, batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                       schedule="constant_with_warmup", check=check, check_every=settings.check_every)
-    log(f"stage 1 stopped at step {log_1.steps}, dev drafts wrong {checks[-1][1] if checks else '?'}% "
-        f"({log_1.seconds:.0f}s)")
-    test_ids = scoring.caption_ids(model, world.processor, world.buffers["specialist", "test"],
-                                   max_new_tokens=settings.max_new_tokens)
-    return {"pretrain": pretrain_weights, "weights": standins.weights(model), "log": log_1, "connector_log": pre,
-            "checks": checks, "test_ids": test_ids, "test_texts": scoring.decode(world.processor, test_ids)}
+    log_1 = loop.train(
+        model,
+        world.processor,
+        buffer,
+        loop.Recipe("stage1", 0.0),
+        _first_examples(world),
+        [],
+        steps=settings.stage1_max_steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=seed,
+        schedule="constant_with_warmup",
+        check=check,
+        check_every=settings.check_every,
+    )
+    log(
+        f"stage 1 stopped at step {log_1.steps}, dev drafts wrong {checks[-1][1] if checks else '?'}% "
+        f"({log_1.seconds:.0f}s)"
+    )
+    test_ids = scoring.caption_ids(
+        model, world.processor, world.buffers["specialist", "test"], max_new_tokens=settings.max_new_tokens
+    )
+    return {
+        "pretrain": pretrain_weights,
+        "weights": standins.weights(model),
+        "log": log_1,
+        "connector_log": pre,
+        "checks": checks,
+        "test_ids": test_ids,
+        "test_texts": scoring.decode(world.processor, test_ids),
+    }
 
 
 def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stage1: dict[str, Any]) -> list:
@@ -169,7 +212,9 @@ def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stag
         perturber = LexicalPerturber(seed=seed, extra_groups=PERTURB_VOCABULARY, default_vocabulary=False)
         n = settings.pseudo_per_caption if kind == "lexical" else 1
         drafts = [[perturber.perturb_many(c, n) for c in caps] for caps in captions]
-        return drafts if kind == "lexical" else [[d + [c] for d, c in zip(ds, caps)] for ds, caps in zip(drafts, captions)]
+        return (
+            drafts if kind == "lexical" else [[d + [c] for d, c in zip(ds, caps)] for ds, caps in zip(drafts, captions)]
+        )
     if kind != "self":
         raise ValueError(f"unknown pseudo-initial kind {kind!r}")
     # Data 1, cross-fitted: a stage-1 model trained on one half drafts the other half. Each half-data
@@ -180,11 +225,19 @@ def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stag
         model = standins.assemble("specialist", world.tokenizer, world.pretrained, seed)
         standins.load_stage(model, stage1["pretrain"])
         rows = [i for i in range(len(captions)) if i % 2 != fold]
-        loop.train(model, world.processor, buffer, loop.Recipe("stage1", 0.0),
-                   loop.first_glance_examples(rows, [captions[i] for i in rows]), [],
-                   steps=max(1, stage1["log"].steps // 2), batch_size=settings.batch_size, lr=settings.lr,
-                   seed=seed + 7 + fold,
-                   schedule="constant_with_warmup")
+        loop.train(
+            model,
+            world.processor,
+            buffer,
+            loop.Recipe("stage1", 0.0),
+            loop.first_glance_examples(rows, [captions[i] for i in rows]),
+            [],
+            steps=max(1, stage1["log"].steps // 2),
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            seed=seed + 7 + fold,
+            schedule="constant_with_warmup",
+        )
         held = [i for i in range(len(captions)) if i % 2 == fold]
         ids = scoring.caption_ids(model, world.processor, buffer.select(held), max_new_tokens=settings.max_new_tokens)
         own.update(zip(held, scoring.decode(world.processor, ids)))
@@ -197,16 +250,26 @@ def arm_steps(settings: SynthSettings, stage1: dict[str, Any]) -> int:
     return max(1, round(settings.stage2_ratio * stage1["log"].steps))
 
 
-def run_arm(arm: loop.Arm, world: World, settings: SynthSettings, seed: int, stage1: dict[str, Any],
-            drafts: dict[str, list]) -> dict[str, Any]:
+def run_arm(
+    arm: loop.Arm, world: World, settings: SynthSettings, seed: int, stage1: dict[str, Any], drafts: dict[str, list]
+) -> dict[str, Any]:
     """Train one arm from the stage-1 weights and caption the held-out images with it."""
     model = standins.assemble(arm.variant, world.tokenizer, world.pretrained, seed + 1)  # fresh DeepLens
     standins.load_stage(model, stage1["weights"])
     captions = world.captions["train"]
     refine = [] if arm.drafts is None else loop.refinement_examples(range(len(captions)), captions, drafts[arm.drafts])
-    log = loop.train(model, world.processor, world.buffers[arm.variant, "train"], arm.recipe,
-                     _first_examples(world), refine, steps=arm_steps(settings, stage1), batch_size=settings.batch_size,
-                     lr=settings.lr, seed=seed)
+    log = loop.train(
+        model,
+        world.processor,
+        world.buffers[arm.variant, "train"],
+        arm.recipe,
+        _first_examples(world),
+        refine,
+        steps=arm_steps(settings, stage1),
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=seed,
+    )
     return evaluate(model, arm.variant, world, settings, stage1) | {"train": dataclasses.asdict(log)}
 
 
@@ -217,18 +280,35 @@ def evaluate(model, variant: str, world: World, settings: SynthSettings, stage1:
     result: dict[str, Any] = {"first_glance": scoring.corpus_scores(first, refs)}
     if variant == "specialist":  # no second glance: the first glance is the output
         examples = [{"references": refs[i], "caption": first[i]} for i in range(3)]
-        return result | {"refined": result["first_glance"], "refine_stage1_drafts": None, "fixes": 0, "breaks": 0,
-                         "examples": examples}
-    refined = scoring.decode(world.processor, scoring.caption_ids(model, world.processor, buffer, first_ids,
-                                                                  max_new_tokens=tokens))
-    on_stage1 = scoring.decode(world.processor, scoring.caption_ids(model, world.processor, buffer,
-                                                                    stage1["test_ids"], max_new_tokens=tokens))
+        return result | {
+            "refined": result["first_glance"],
+            "refine_stage1_drafts": None,
+            "fixes": 0,
+            "breaks": 0,
+            "examples": examples,
+        }
+    refined = scoring.decode(
+        world.processor, scoring.caption_ids(model, world.processor, buffer, first_ids, max_new_tokens=tokens)
+    )
+    on_stage1 = scoring.decode(
+        world.processor, scoring.caption_ids(model, world.processor, buffer, stage1["test_ids"], max_new_tokens=tokens)
+    )
     fixes, breaks = scoring.fixes_breaks(first, refined, refs)
     s1_fixes, s1_breaks = scoring.fixes_breaks(stage1["test_texts"], on_stage1, refs)
-    examples = [{"references": refs[i], "first_glance": first[i], "refined": refined[i],
-                 "stage1_draft": stage1["test_texts"][i], "refined_stage1_draft": on_stage1[i]} for i in range(3)]
+    examples = [
+        {
+            "references": refs[i],
+            "first_glance": first[i],
+            "refined": refined[i],
+            "stage1_draft": stage1["test_texts"][i],
+            "refined_stage1_draft": on_stage1[i],
+        }
+        for i in range(3)
+    ]
     return result | {
-        "refined": scoring.corpus_scores(refined, refs), "fixes": fixes, "breaks": breaks,
+        "refined": scoring.corpus_scores(refined, refs),
+        "fixes": fixes,
+        "breaks": breaks,
         "refine_stage1_drafts": scoring.corpus_scores(on_stage1, refs) | {"fixes": s1_fixes, "breaks": s1_breaks},
         "examples": examples,
     }
@@ -258,8 +338,11 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
         stage1 = stage_one(world, settings, settings.seed, log)
         model = standins.assemble("specialist", world.tokenizer, world.pretrained, settings.seed)
         standins.load_stage(model, stage1["weights"])
-        per_arm = {"stage1": [evaluate(model, "specialist", world, settings, stage1)
-                              | {"train": dataclasses.asdict(stage1["log"])}]}
+        per_arm = {
+            "stage1": [
+                evaluate(model, "specialist", world, settings, stage1) | {"train": dataclasses.asdict(stage1["log"])}
+            ]
+        }
         drafts: dict[int, dict[str, list]] = {seed: {} for seed in seeds}
         arms = [loop.ARMS[name] for name in settings.arms]
         ser_bases = [a for a in arms if a.name in ("ser_paper", "ser_protected")]
@@ -278,36 +361,50 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
                         drafts[seed][arm.drafts] = drafts_for(arm.drafts, world, settings, seed, stage1)
                     per_arm[arm.name].append(run_arm(arm, world, settings, seed, stage1, drafts[seed]))
                 summary = scoring.aggregate(per_arm[arm.name])
-                log(f"{arm.name}: first glance CIDEr {summary['first_glance']['CIDEr']['mean']}, "
-                    f"refined {summary['refined']['CIDEr']['mean']} (fixes {summary['fixes']}, breaks {summary['breaks']})")
+                log(
+                    f"{arm.name}: first glance CIDEr {summary['first_glance']['CIDEr']['mean']}, "
+                    f"refined {summary['refined']['CIDEr']['mean']} (fixes {summary['fixes']}, breaks "
+                    f"{summary['breaks']})"
+                )
     finally:
         torch.set_num_threads(threads)
     total_s = time.perf_counter() - started
     wrong_test = [100 - r["first_glance"]["exact_match"] for r in per_arm["stage1"]]
     lexical = [d for seed in seeds for d in [drafts[seed].get("lexical")] if d]
-    differ = [x != gt for d in lexical for caps, ds in zip(world.captions["train"], d) for gt, xs in zip(caps, ds) for x in xs]
+    differ = [
+        x != gt for d in lexical for caps, ds in zip(world.captions["train"], d) for gt, xs in zip(caps, ds) for x in xs
+    ]
     settings_json = dataclasses.asdict(settings) | {"arms": list(settings.arms)}
     return {
         "arms": {name: scoring.aggregate(runs) for name, runs in per_arm.items()},
         "seeds": len(seeds),
         "steps": {
-            "vit_pretrain": settings.vit_steps, "lm_pretrain": settings.lm_steps,
+            "vit_pretrain": settings.vit_steps,
+            "lm_pretrain": settings.lm_steps,
             "connector_pretrain": settings.connector_steps,
-            "stage1": stage1["log"].steps, "arm": arm_steps(settings, stage1), "stage2_ratio": settings.stage2_ratio,
-            "batch_size": settings.batch_size, "pretrain_batch_size": settings.pretrain_batch_size,
+            "stage1": stage1["log"].steps,
+            "arm": arm_steps(settings, stage1),
+            "stage2_ratio": settings.stage2_ratio,
+            "batch_size": settings.batch_size,
+            "pretrain_batch_size": settings.pretrain_batch_size,
         },
-        "stage1_stop": {"target_wrong_pct": settings.stage1_target_wrong,
-                        "dev_checks": stage1["checks"],
-                        "held_out_wrong_pct": scoring.mean_sd(wrong_test)},
+        "stage1_stop": {
+            "target_wrong_pct": settings.stage1_target_wrong,
+            "dev_checks": stage1["checks"],
+            "held_out_wrong_pct": scoring.mean_sd(wrong_test),
+        },
         "flops_note": "training FLOPs per arm: forward + backward of the first step (torch FlopCounterMode) x steps; "
-                      "equal compute = equal steps x batch size; SeR steps also run DeepLens and read the draft",
+        "equal compute = equal steps x batch size; SeR steps also run DeepLens and read the draft",
         "pretraining": world.pretrained.report | {"loaded_from_cache": world.standins_cached},
         "pseudo_initial_lexical_edited_pct": round(100 * sum(differ) / max(1, len(differ)), 1),
         "examples": {name: runs[0].get("examples", []) for name, runs in per_arm.items()},
         "times_s": {"stand_ins_and_features": round(world_s, 1), "total": round(total_s, 1)},
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": settings.threads,
-                    "loadavg_1_5_15_start": [round(x, 2) for x in load_start],
-                    "loadavg_1_5_15_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": settings.threads,
+            "loadavg_1_5_15_start": [round(x, 2) for x in load_start],
+            "loadavg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "settings": settings_json,
         "scale": "x100 (as papers print); CIDEr is CIDEr-D; exact_match in %; fixes/breaks summed over seeds",
     }
@@ -319,14 +416,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", help="write the report here")
     parser.add_argument("--markdown", help="write the results table here (it is printed either way)")
     parser.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(loop.ARMS)}")
-    parser.add_argument("--write-data", metavar="DIR", help="only write the synthetic dataset (PNG + JSONL, for "
-                        "configs/train/tiny-*.yaml) to DIR/data and exit")
+    parser.add_argument(
+        "--write-data",
+        metavar="DIR",
+        help="only write the synthetic dataset (PNG + JSONL, for configs/train/tiny-*.yaml) to DIR/data and exit",
+    )
     parser.add_argument("--no-data-variants", action="store_true", help="skip the gt-mix / self reruns of the best arm")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--cache-dir", default=None, help=f"pretrained stand-ins cache (default {SynthSettings.cache_dir})")
+    parser.add_argument(
+        "--cache-dir", default=None, help=f"pretrained stand-ins cache (default {SynthSettings.cache_dir})"
+    )
     parser.add_argument("--no-cache", action="store_true", help="pretrain the stand-ins even if a cached copy exists")
-    for name in ("train_images", "test_images", "dev_images", "vit_images", "vit_steps", "lm_scenes", "lm_steps", "connector_steps",
-                 "stage1_max_steps", "check_every", "arm_steps", "batch_size", "max_new_tokens", "threads"):
+    for name in (
+        "train_images",
+        "test_images",
+        "dev_images",
+        "vit_images",
+        "vit_steps",
+        "lm_scenes",
+        "lm_steps",
+        "connector_steps",
+        "stage1_max_steps",
+        "check_every",
+        "arm_steps",
+        "batch_size",
+        "max_new_tokens",
+        "threads",
+    ):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     for name in ("lr", "connector_lr", "stage1_target_wrong", "stage2_ratio"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
@@ -378,8 +494,10 @@ def run(args: argparse.Namespace) -> int:
     report["quick"] = bool(args.quick)
     table = scoring.markdown_table(report)
     print(table)
-    print(f"total {report['times_s']['total']:.0f}s, load average {report['machine']['loadavg_1_5_15_start']} -> "
-          f"{report['machine']['loadavg_1_5_15_end']} on {report['machine']['cpu_count']} cores")
+    print(
+        f"total {report['times_s']['total']:.0f}s, load average {report['machine']['loadavg_1_5_15_start']} -> "
+        f"{report['machine']['loadavg_1_5_15_end']} on {report['machine']['cpu_count']} cores"
+    )
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")

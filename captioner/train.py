@@ -26,6 +26,7 @@ HF checkpoint (model + processor + resolved config) that `SeRForCaptioning.from_
 the next stage's `model.init_from` and `videoqa --captioner <dir>` load, plus its model card
 (README.md: command, config, data, training result; captioner/model_card.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,19 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from captioner.train_config import (
-    DataConfig, DataSource, ModelInit, Stage, TrainConfig, TrainingConfig, load_train_config,
+    DataConfig,
+    DataSource,
+    ModelInit,
+    Stage,
+    TrainConfig,
+    TrainingConfig,
+    load_train_config,
 )
 from videoqa_base.errors import UserError
 
@@ -266,8 +274,13 @@ class TrainResult:
     resumed_from: str | None
 
 
-def train(config: TrainConfig, *, stop_after_steps: int | None = None, callbacks: Sequence[Any] = (),
-          command: Sequence[str] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    *,
+    stop_after_steps: int | None = None,
+    callbacks: Sequence[Any] = (),
+    command: Sequence[str] | None = None,
+) -> TrainResult:
     """Run one stage; returns where the final checkpoint is and the loss history.
 
     `command` is recorded in the checkpoint's model card (default: this process's argv)."""
@@ -337,7 +350,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="configs/train/<stage>.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     parser.add_argument(
-        "--stop-after-steps", type=int, default=None,
+        "--stop-after-steps",
+        type=int,
+        default=None,
         help="save a checkpoint and stop after this many optimizer steps (rerun to resume; for time-limited jobs)",
     )
 
@@ -351,11 +366,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status = "finished" if result.finished else f"stopped at step {result.global_step} (rerun to resume)"
     loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
-    print(f"{config.stage}: {status}; {result.pairs} pairs, mean train loss {loss}, {result.runtime_s:.0f}s -> {result.output_dir}")
+    print(
+        f"{config.stage}: {status}; {result.pairs} pairs, mean train loss {loss}, {result.runtime_s:.0f}s "
+        f"-> {result.output_dir}"
+    )
     return 0
 
 
 __all__ = [  # the config classes live in captioner/train_config.py and are part of this module's API
-    "train", "TrainResult", "build_dataset", "build_model_and_processor", "training_arguments", "CaptionCollator",
-    "DataConfig", "DataSource", "ModelInit", "Stage", "TrainConfig", "TrainingConfig", "load_train_config",
+    "train",
+    "TrainResult",
+    "build_dataset",
+    "build_model_and_processor",
+    "training_arguments",
+    "CaptionCollator",
+    "DataConfig",
+    "DataSource",
+    "ModelInit",
+    "Stage",
+    "TrainConfig",
+    "TrainingConfig",
+    "load_train_config",
 ]

@@ -1,8 +1,10 @@
 """The YAML config of `captioner train` (one stage): validated, with errors naming file and key."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import model_validator
 
@@ -24,10 +26,15 @@ class ModelInit(Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        sources = [self.init_from is not None, self.vision_tower is not None or self.language_model is not None,
-                   self.preset is not None]
+        sources = [
+            self.init_from is not None,
+            self.vision_tower is not None or self.language_model is not None,
+            self.preset is not None,
+        ]
         if sum(sources) != 1:
-            raise ValueError("set exactly one of model.init_from, model.vision_tower + model.language_model, model.preset")
+            raise ValueError(
+                "set exactly one of model.init_from, model.vision_tower + model.language_model, model.preset"
+            )
         if (self.vision_tower is None) != (self.language_model is None):
             raise ValueError("model.vision_tower and model.language_model go together")
         return self

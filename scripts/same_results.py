@@ -5,6 +5,7 @@ question and captions per video; prints the differences and exits 1 if there are
 
 Used to check that a refactor (or another executor) changes nothing a user can see.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,11 @@ def main(argv: list[str]) -> int:
     found = differences(a, b)
     questions = len(records(a / "predictions.jsonl", "qid"))
     videos = len(records(a / "captions.jsonl", "video_id"))
-    print("\n".join(found) if found else f"identical: {questions} predictions (pred, status, raw), captions of {videos} videos")
+    print(
+        "\n".join(found)
+        if found
+        else f"identical: {questions} predictions (pred, status, raw), captions of {videos} videos"
+    )
     return 1 if found else 0
 
 

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny models and generated data, built once per test session."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 A recording wrapper keeps every prompt the stage actually sends, so the tests can check that
 nothing over-long ever reaches the model and that failed videos are never sent.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from videoqa.answering.answer import answer_questions
-from videoqa.config import AnswerConfig, LLMConfig
 from videoqa.answering.llm.base import LLMBackend
 from videoqa.answering.prompts import build_messages, load_prompt, parse_letter
+from videoqa.config import AnswerConfig, LLMConfig
 from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
 
@@ -76,7 +77,9 @@ def _question(qid: str, video_id: str, n_options: int = 5) -> Question:
 
 
 def _sent_lengths(backend: Recording) -> list[int]:
-    return [backend.count_tokens(m) for m, _ in backend.chosen] + [backend.count_tokens(m) for m, _ in backend.generated]
+    return [backend.count_tokens(m) for m, _ in backend.chosen] + [
+        backend.count_tokens(m) for m, _ in backend.generated
+    ]
 
 
 # ---------------------------------------------------------------------------- transformers backend
@@ -177,7 +180,11 @@ def test_policy_summarize_condenses_chunks_that_fit(backend):
 
 def test_a_single_overlong_line_cannot_be_subsampled(backend):
     answers = answer_questions(
-        backend, [_question("q", "v")], {"v": "an onion " * 2000}, AnswerConfig(context_policy="subsample"), progress=False
+        backend,
+        [_question("q", "v")],
+        {"v": "an onion " * 2000},
+        AnswerConfig(context_policy="subsample"),
+        progress=False,
     )
     assert answers[0].status == "invalid" and "context_overflow" in answers[0].detail
     assert backend.chosen == []
@@ -235,8 +242,13 @@ def test_server_failures_become_llm_failed_answers(tiny_llm_dir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = LLMConfig(
-        name="down", backend="openai", model=str(tiny_llm_dir), base_url=f"http://127.0.0.1:{port}/v1",
-        max_model_len=MAX_CONTEXT, max_retries=1, timeout_s=5,
+        name="down",
+        backend="openai",
+        model=str(tiny_llm_dir),
+        base_url=f"http://127.0.0.1:{port}/v1",
+        max_model_len=MAX_CONTEXT,
+        max_retries=1,
+        timeout_s=5,
     )
     backend = OpenAIServerBackend(config)
     answers = answer_questions(backend, [_question("q", "v")], {"v": _transcript(2)}, AnswerConfig(), progress=False)

@@ -1,6 +1,7 @@
 """`videoqa bench` machinery on tiny sizes (no timing assertions) and the SeR fast path it measures:
 the unused ViT layer is skipped, fixed-length generation, the CPU dtype choice, out-of-memory backoff.
 One vLLM engine at most: the smoke run of the whole command (a subprocess)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,13 +17,13 @@ import torch
 from captioner import inference
 from captioner.inference import batch_limit, generate_captions, load_model
 from captioner.presets import build_tiny_checkpoint, get_config
+from tests.conftest import random_images
 from videoqa import bench
 from videoqa.bench import caption, peak, report, settings
 from videoqa.bench.flops import vision_flops
 from videoqa_base import device
 from videoqa_base.batching import is_out_of_memory
 from videoqa_base.errors import UserError
-from tests.conftest import random_images
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "Describe this frame within 50 words"
@@ -153,9 +154,20 @@ def test_time_captioning_counts_flops_of_every_frame():
 def test_figures_say_pass_or_miss_and_why():
     details = {
         "errors": {"e2e": "RuntimeError: engine died"},
-        "decode": {"ffmpeg_null_s": 3.0, "ours_s": 4.0, "total_frames": 5400, "ours_frames": 180, "resize_to": 336,
-                   "ours_native_size_s": 3.9, "width": 640, "height": 360, "codec": "h264", "gop": 250, "fps": 30.0,
-                   "decode_vs_ffmpeg": 0.75},
+        "decode": {
+            "ffmpeg_null_s": 3.0,
+            "ours_s": 4.0,
+            "total_frames": 5400,
+            "ours_frames": 180,
+            "resize_to": 336,
+            "ours_native_size_s": 3.9,
+            "width": 640,
+            "height": 360,
+            "codec": "h264",
+            "gop": 250,
+            "fps": 30.0,
+            "decode_vs_ffmpeg": 0.75,
+        },
     }
     figures = report.build_figures(details)
     assert figures["decode_vs_ffmpeg"].status == "miss" and figures["decode_vs_ffmpeg"].value == 0.75
@@ -200,9 +212,24 @@ def test_bench_command_smoke(tmp_path):
     report_path = tmp_path / "bench.json"
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [sys.executable, "-m", "videoqa.cli.main", "bench", "--tiny", "--threads", "1", "--work-dir", str(tmp_path / "work"),
-         "--json", str(report_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "videoqa.cli.main",
+            "bench",
+            "--tiny",
+            "--threads",
+            "1",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--json",
+            str(report_path),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(report_path.read_text())

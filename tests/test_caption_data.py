@@ -1,4 +1,5 @@
 """Caption annotation readers (LLaVA JSON, Karpathy COCO, JSONL) and the lazy image dataset."""
+
 from __future__ import annotations
 
 import json
@@ -49,13 +50,33 @@ LLAVA = [
 
 KARPATHY = {
     "images": [
-        {"filepath": "val2014", "filename": "a.jpg", "split": "test", "cocoid": 1,
-         "sentences": [{"raw": "A cat on a mat."}, {"raw": "A cat sits."}]},
-        {"filepath": "train2014", "filename": "b.jpg", "split": "train", "cocoid": 2,
-         "sentences": [{"raw": "Two dogs."}, {"raw": "Dogs play."}, {"raw": "Two dogs play."},
-                       {"raw": "Dogs in a park."}, {"raw": "A pair of dogs."}]},
-        {"filepath": "val2014", "filename": "c.jpg", "split": "restval", "cocoid": 3,
-         "sentences": [{"raw": "A red car."}]},
+        {
+            "filepath": "val2014",
+            "filename": "a.jpg",
+            "split": "test",
+            "cocoid": 1,
+            "sentences": [{"raw": "A cat on a mat."}, {"raw": "A cat sits."}],
+        },
+        {
+            "filepath": "train2014",
+            "filename": "b.jpg",
+            "split": "train",
+            "cocoid": 2,
+            "sentences": [
+                {"raw": "Two dogs."},
+                {"raw": "Dogs play."},
+                {"raw": "Two dogs play."},
+                {"raw": "Dogs in a park."},
+                {"raw": "A pair of dogs."},
+            ],
+        },
+        {
+            "filepath": "val2014",
+            "filename": "c.jpg",
+            "split": "restval",
+            "cocoid": 3,
+            "sentences": [{"raw": "A red car."}],
+        },
     ],
     "dataset": "coco",
 }
@@ -123,7 +144,10 @@ def test_karpathy_train_split_includes_restval_and_expands_five_captions(tmp_pat
     [
         ({"images": "nope"}, "images"),
         ({"images": [{"filename": "a.jpg", "split": "train", "sentences": []}]}, "images[0].sentences"),
-        ({"images": [{"filename": "a.jpg", "split": "train", "sentences": [{"tokens": []}]}]}, "images[0].sentences[0].raw"),
+        (
+            {"images": [{"filename": "a.jpg", "split": "train", "sentences": [{"tokens": []}]}]},
+            "images[0].sentences[0].raw",
+        ),
         ({"images": [{"split": "train", "sentences": [{"raw": "x"}]}]}, "images[0].filename"),
         ({"images": [{"filename": "a.jpg", "split": "val", "sentences": [{"raw": "x"}]}]}, "images[*].split"),
     ],
@@ -139,8 +163,11 @@ def test_karpathy_malformed(tmp_path, data, key):
 
 def test_jsonl_with_initial_captions_expands_per_initial(tmp_path):
     rows = [
-        {"image": "a.png", "captions": ["a cat", "a small cat"],
-         "initial_captions": [["a dog", "two cats", "a cat"], "a small dog"]},
+        {
+            "image": "a.png",
+            "captions": ["a cat", "a small cat"],
+            "initial_captions": [["a dog", "two cats", "a cat"], "a small dog"],
+        },
         {"image": "b.png", "captions": "a red car"},  # a single string is one caption
     ]
     path = _write(tmp_path / "x.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
@@ -149,7 +176,10 @@ def test_jsonl_with_initial_captions_expands_per_initial(tmp_path):
     assert records[1].captions == ["a red car"] and records[1].initial_captions is None
     pairs = expand_pairs(records[:1], with_initial=True)
     assert [(p.caption, p.initial_caption) for p in pairs] == [
-        ("a cat", "a dog"), ("a cat", "two cats"), ("a cat", "a cat"), ("a small cat", "a small dog")
+        ("a cat", "a dog"),
+        ("a cat", "two cats"),
+        ("a cat", "a cat"),
+        ("a small cat", "a small dog"),
     ]
     with pytest.raises(UserError, match="pseudo-initial"):
         expand_pairs(records, with_initial=True)  # b.png has none
@@ -185,7 +215,7 @@ def test_base_jsonl_reader_names_file_and_line(tmp_path):
         jsonl.read_jsonl(_write(tmp_path / "torn.jsonl", '{"a": 1}\n{"b": '))
     assert err.value.key == "line 2" and str(err.value).startswith(f"{tmp_path / 'torn.jsonl'}: line 2: not valid JSON")
     with pytest.raises(AnnotationError, match="a JSON object, got list"):
-        jsonl.parse_jsonl('[1]', "inline")
+        jsonl.parse_jsonl("[1]", "inline")
     with pytest.raises(UserError, match="missing.jsonl: file not found"):
         jsonl.read_jsonl(tmp_path / "missing.jsonl")
 

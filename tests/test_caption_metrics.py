@@ -1,4 +1,5 @@
 """Caption metrics (pycocoevalcap: PTB tokenizer, BLEU, METEOR, CIDEr-D) and `captioner eval`."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import math
 
 import pytest
 
-from videoqa.cli.captioner import main as captioner_main
 from captioner.metrics import compute_caption_metrics
+from videoqa.cli.captioner import main as captioner_main
 from videoqa_base.errors import UserError
 
 REFS = {
@@ -18,7 +19,9 @@ REFS = {
 
 @pytest.fixture(scope="module")
 def identical():
-    return compute_caption_metrics({k: v[0] for k, v in REFS.items()}, REFS, ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"))
+    return compute_caption_metrics(
+        {k: v[0] for k, v in REFS.items()}, REFS, ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+    )
 
 
 def test_identical_candidates_get_the_maximum(identical):
@@ -75,20 +78,36 @@ def test_bertscore_is_optional():
 def test_captioner_eval_cli_writes_json_and_table(tmp_path, capsys):
     predictions = tmp_path / "pred.jsonl"
     predictions.write_text(
-        json.dumps({"image": "a.jpg", "caption": "the cat sat on the mat"}) + "\n"
-        + json.dumps({"image": "b.jpg", "caption": "a red bus drives down a busy street"}) + "\n"
+        json.dumps({"image": "a.jpg", "caption": "the cat sat on the mat"})
+        + "\n"
+        + json.dumps({"image": "b.jpg", "caption": "a red bus drives down a busy street"})
+        + "\n"
     )
     references = tmp_path / "refs.jsonl"  # keyed by id; predictions use the image path
     references.write_text(
-        json.dumps({"image": "a.jpg", "id": "img1", "captions": REFS["img1"]}) + "\n"
-        + json.dumps({"image": "b.jpg", "id": "img2", "captions": REFS["img2"]}) + "\n"
+        json.dumps({"image": "a.jpg", "id": "img1", "captions": REFS["img1"]})
+        + "\n"
+        + json.dumps({"image": "b.jpg", "id": "img2", "captions": REFS["img2"]})
+        + "\n"
     )
     out = tmp_path / "scores.json"
     table = tmp_path / "scores.md"
-    code = captioner_main([
-        "eval", "--predictions", str(predictions), "--references", str(references),
-        "--metrics", "BLEU-4,CIDEr", "--json", str(out), "--markdown", str(table), "--per-image",
-    ])
+    code = captioner_main(
+        [
+            "eval",
+            "--predictions",
+            str(predictions),
+            "--references",
+            str(references),
+            "--metrics",
+            "BLEU-4,CIDEr",
+            "--json",
+            str(out),
+            "--markdown",
+            str(table),
+            "--per-image",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["num_images"] == 2
@@ -104,9 +123,16 @@ def test_captioner_eval_coco_formats_and_missing(tmp_path):
     predictions = tmp_path / "results.json"  # COCO results format
     predictions.write_text(json.dumps([{"image_id": 1, "caption": "the cat sat on the mat"}]))
     references = tmp_path / "captions.json"  # COCO annotation format, two images
-    references.write_text(json.dumps({"annotations": [
-        {"image_id": 1, "caption": "the cat sat on the mat"}, {"image_id": 2, "caption": "a dog"},
-    ]}))
+    references.write_text(
+        json.dumps(
+            {
+                "annotations": [
+                    {"image_id": 1, "caption": "the cat sat on the mat"},
+                    {"image_id": 2, "caption": "a dog"},
+                ]
+            }
+        )
+    )
     args = ["eval", "--predictions", str(predictions), "--references", str(references), "--metrics", "BLEU-4"]
     assert captioner_main(args) == 2  # image 2 has no prediction: a one-line user error (exit 2)
     out = tmp_path / "s.json"

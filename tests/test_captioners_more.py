@@ -1,5 +1,6 @@
 """Caption files imported with `precomputed` (LLoVi's released captions, a run's captions.jsonl).
 The transformers VLM captioners (`hf-vlm`: LLaVA-1.5, BLIP-2, ...) are tested in test_hf_vlm.py."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,9 @@ import pytest
 
 import videoqa.captioning.precomputed  # noqa: F401  (registers "precomputed")
 from videoqa.config import CaptionerConfig, DatasetConfig, FramesConfig, LLMConfig, RunConfig, resolve_component
-from videoqa_base.errors import AnnotationError, MissingModelError, UserError
 from videoqa.registry import CAPTIONERS
 from videoqa.types import Caption
+from videoqa_base.errors import AnnotationError, MissingModelError, UserError
 
 PROMPT = "Describe this frame within 50 words"
 
@@ -46,10 +47,13 @@ def test_llovi_plain_lists(tmp_path):
 
 
 def test_timed_entries(tmp_path):
-    file = write(tmp_path / "timed.json", {
-        "a": [{"start": 3, "text": "later"}, {"start": 0.5, "text": "first", "end": 2}],
-        "b": [{"t": 10, "caption": "only"}],
-    })
+    file = write(
+        tmp_path / "timed.json",
+        {
+            "a": [{"start": 3, "text": "later"}, {"start": 0.5, "text": "first", "end": 2}],
+            "b": [{"t": 10, "caption": "only"}],
+        },
+    )
     captioner = precomputed(file, seconds_per_caption=2)
     a = captioner.precomputed("a")
     assert a.captions == [Caption(0.5, "first"), Caption(3.0, "later")]  # sorted by time

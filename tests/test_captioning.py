@@ -1,10 +1,11 @@
 """The caption stage's batching across videos, ordering and failure handling."""
+
 import numpy as np
 import pytest
 
 from videoqa.captioning.base import Captioner
-from videoqa.config import CaptionerConfig
 from videoqa.captioning.stage import CaptionStats, caption_stream
+from videoqa.config import CaptionerConfig
 from videoqa.types import FrameBatch, VideoFailure
 from videoqa_base.batching import is_out_of_memory, map_in_batches
 
@@ -29,7 +30,9 @@ class BrightnessCaptioner(Captioner):
 
 def _chunk(video_id, values, start_t, final, duration=10.0):
     images = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in values])
-    return FrameBatch(video_id, images, [start_t + i for i in range(len(values))], duration, start=int(start_t), final=final)
+    return FrameBatch(
+        video_id, images, [start_t + i for i in range(len(values))], duration, start=int(start_t), final=final
+    )
 
 
 def test_batches_span_videos_and_each_video_is_emitted_complete():
@@ -55,7 +58,11 @@ def test_batches_span_videos_and_each_video_is_emitted_complete():
 
 
 def test_video_failing_midway_is_reported_not_emitted():
-    stream = [_chunk("a", [1, 2], 0, final=False), VideoFailure("a", "a.mp4", "decode_error", "broke"), _chunk("b", [3], 0, True)]
+    stream = [
+        _chunk("a", [1, 2], 0, final=False),
+        VideoFailure("a", "a.mp4", "decode_error", "broke"),
+        _chunk("b", [3], 0, True),
+    ]
     out = list(caption_stream(stream, BrightnessCaptioner(), "f", batch_size=8))
     assert [type(o).__name__ for o in out] == ["VideoFailure", "VideoCaptions"]
     assert out[1].video_id == "b"

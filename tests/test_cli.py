@@ -1,4 +1,5 @@
 """The command line as a user meets it: help, one-line errors, exit codes."""
+
 import subprocess
 import sys
 
@@ -6,7 +7,9 @@ import pytest
 
 
 def videoqa(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "videoqa.cli.main", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "videoqa.cli.main", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
 
 
 def test_help_lists_the_commands():
@@ -38,11 +41,25 @@ def test_missing_captioner_weights_say_how_to_get_them(tmp_path, tiny_models):
     root = tmp_path / "ego"
     root.mkdir()
     (root / "questions.json").write_text(
-        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", "option 4": "e"}]'
+        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", '
+        '"option 4": "e"}]'
     )
     (root / "subset_answers.json").write_text('{"a": 1}')
-    out = videoqa("run", "--dataset", "egoschema", "--captioner", "ser", "--llm", str(llm), "--data-root", str(root),
-                  "--output-dir", str(tmp_path / "out"), "--quiet", cwd=tmp_path)
+    out = videoqa(
+        "run",
+        "--dataset",
+        "egoschema",
+        "--captioner",
+        "ser",
+        "--llm",
+        str(llm),
+        "--data-root",
+        str(root),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stderr
     assert "captioner train --config configs/train/stage2.yaml" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -53,11 +70,24 @@ def test_missing_llm_says_how_to_download_it(tmp_path, tiny_models):
     root = tmp_path / "ego"
     root.mkdir()
     (root / "questions.json").write_text(
-        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", "option 4": "e"}]'
+        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", '
+        '"option 4": "e"}]'
     )
     (root / "subset_answers.json").write_text('{"a": 1}')
-    out = videoqa("run", "--dataset", "egoschema", "--captioner", str(captioner), "--data-root", str(root),
-                  "--output-dir", str(tmp_path / "out"), "--quiet", "--set", "llm.model=Qwen/Qwen2.5-14B-Instruct-not-cached")
+    out = videoqa(
+        "run",
+        "--dataset",
+        "egoschema",
+        "--captioner",
+        str(captioner),
+        "--data-root",
+        str(root),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--quiet",
+        "--set",
+        "llm.model=Qwen/Qwen2.5-14B-Instruct-not-cached",
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "huggingface-cli download Qwen/Qwen2.5-14B-Instruct-not-cached" in out.stderr
     assert "Traceback" not in out.stderr
@@ -67,11 +97,22 @@ def test_missing_llm_is_reported_before_any_captioning(tmp_path):
     root = tmp_path / "ego"
     root.mkdir()
     (root / "questions.json").write_text(
-        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", "option 4": "e"}]'
+        '[{"q_uid": "a", "question": "q", "option 0": "a", "option 1": "b", "option 2": "c", "option 3": "d", '
+        '"option 4": "e"}]'
     )
     (root / "subset_answers.json").write_text('{"a": 1}')
-    out = videoqa("run", "--dataset", "egoschema", "--captioner", "ser", "--data-root", str(root),
-                  "--output-dir", str(tmp_path / "out"), "--quiet")
+    out = videoqa(
+        "run",
+        "--dataset",
+        "egoschema",
+        "--captioner",
+        "ser",
+        "--data-root",
+        str(root),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--quiet",
+    )
     assert out.returncode == 2
     assert "huggingface-cli download Qwen/Qwen2.5-14B-Instruct" in out.stderr
     assert not (tmp_path / "out" / "cache").exists()  # nothing was decoded or captioned

@@ -1,4 +1,5 @@
 """`videoqa compare`: three captioners, one LLM engine, the paper's Tab. 4 as CSV/Markdown/LaTeX + a plot."""
+
 import json
 import os
 import subprocess
@@ -20,15 +21,39 @@ def test_compare_three_captioners(tmp_path, tiny_models):
     lavila = tmp_path / "lavila.json"  # imported captions, as LLoVi releases them
     lavila.write_text(json.dumps({uid: ["a test pattern on a screen", "colour bars"] for uid in uids}))
     precomputed_yaml = tmp_path / "lavila.yaml"
-    precomputed_yaml.write_text(f"type: precomputed\nmodel: {lavila}\noptions: {{parameters: 150000000, source: LaViLa}}\n")
+    precomputed_yaml.write_text(
+        f"type: precomputed\nmodel: {lavila}\noptions: {{parameters: 150000000, source: LaViLa}}\n"
+    )
 
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "videoqa.cli.main", "compare", "--dataset", "egoschema", "--data-root", str(data),
-         "--captioners", f"{ser_dir},{specialist_dir},{precomputed_yaml}", "--llm", str(llm_dir),
-         "--output-dir", str(tmp_path / "out"), "--run-id", "cmp", "--quiet",
-         "--set", "captioner.max_new_tokens=8", "--set", "llm.engine_kwargs={enforce_eager: true}"],
-        capture_output=True, text=True, timeout=900, env=env,
+        [
+            sys.executable,
+            "-m",
+            "videoqa.cli.main",
+            "compare",
+            "--dataset",
+            "egoschema",
+            "--data-root",
+            str(data),
+            "--captioners",
+            f"{ser_dir},{specialist_dir},{precomputed_yaml}",
+            "--llm",
+            str(llm_dir),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--run-id",
+            "cmp",
+            "--quiet",
+            "--set",
+            "captioner.max_new_tokens=8",
+            "--set",
+            "llm.engine_kwargs={enforce_eager: true}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     directory = tmp_path / "out" / "egoschema" / "compare" / "cmp"

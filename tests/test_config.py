@@ -9,7 +9,9 @@ def test_registered_components_and_overrides(tmp_path):
     llm_dir.mkdir()
     (llm_dir / "config.json").write_text('{"model_type": "qwen2"}')
     cfg = load_run_config(
-        dataset="egoschema", captioner="ser", llm=str(llm_dir),
+        dataset="egoschema",
+        captioner="ser",
+        llm=str(llm_dir),
         overrides=["frames.fps=0.5", "captioner.batch_size=64", "dataset.split=full", "limit=3"],
     )
     assert cfg.dataset.type == "egoschema" and cfg.dataset.split == "full"

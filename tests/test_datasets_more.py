@@ -9,8 +9,21 @@ from videoqa.config import DatasetConfig
 from videoqa.datasets import load_questions
 from videoqa_base.errors import UserError
 
-ROW = {"video": "4010069381", "frame_count": 300, "width": 640, "height": 480, "question": "why did the boy run",
-       "answer": 2, "qid": 6, "type": "CW", "a0": "x", "a1": "y", "a2": "z", "a3": "u", "a4": "v"}
+ROW = {
+    "video": "4010069381",
+    "frame_count": 300,
+    "width": 640,
+    "height": 480,
+    "question": "why did the boy run",
+    "answer": 2,
+    "qid": 6,
+    "type": "CW",
+    "a0": "x",
+    "a1": "y",
+    "a2": "z",
+    "a3": "u",
+    "a4": "v",
+}
 
 
 def _cfg(kind, root, split="val", **options):
@@ -92,8 +105,17 @@ json_values = st.recursive(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=st.lists(st.dictionaries(st.sampled_from(["q_uid", "question", "option 0", "option 1", "option 2", "option 3", "option 4", "x"]), json_values), max_size=3) | json_values,
-       answers=json_values)
+@given(
+    items=st.lists(
+        st.dictionaries(
+            st.sampled_from(["q_uid", "question", "option 0", "option 1", "option 2", "option 3", "option 4", "x"]),
+            json_values,
+        ),
+        max_size=3,
+    )
+    | json_values,
+    answers=json_values,
+)
 def test_egoschema_loader_never_crashes_on_arbitrary_json(tmp_path, items, answers):
     """Whatever the files hold, the loader returns questions or raises one clear UserError."""
     (tmp_path / "questions.json").write_text(json.dumps(items))
@@ -107,7 +129,11 @@ def test_egoschema_loader_never_crashes_on_arbitrary_json(tmp_path, items, answe
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=st.lists(st.dictionaries(st.sampled_from(["video", "question", "options", "answer", "qid"]), json_values), max_size=3))
+@given(
+    records=st.lists(
+        st.dictionaries(st.sampled_from(["video", "question", "options", "answer", "qid"]), json_values), max_size=3
+    )
+)
 def test_jsonl_loader_never_crashes_on_arbitrary_records(tmp_path, records):
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     try:

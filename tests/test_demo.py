@@ -1,4 +1,5 @@
 """The README's first command: `videoqa demo` completes offline and prints the table, and little else."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,13 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_every_stage_quietly_and_says_accuracy_is_chance(tmp_path):
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
-    out = subprocess.run([sys.executable, "-m", "videoqa.cli.main", "demo", "--output-dir", str(tmp_path), "--quiet"],
-                         capture_output=True, text=True, timeout=900, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "videoqa.cli.main", "demo", "--output-dir", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     shown = out.stdout + out.stderr
     assert out.returncode == 0, shown[-3000:]
     assert "| egoschema" in out.stdout and "tiny-ser" in out.stdout
@@ -45,7 +51,10 @@ def test_the_demo_data_holds_the_shared_real_clip_when_it_is_there(tmp_path):
     questions = json.loads((root / "questions.json").read_text())
     assert len(questions) == 4 and any("pancake" in q["option 3"] for q in questions)
     assert len(list((root / "videos").glob("*.mkv"))) == 1
-    assert len(json.loads((build_demo_dataset(tmp_path / "without", shared_clip=None) / "questions.json").read_text())) == 3
+    assert (
+        len(json.loads((build_demo_dataset(tmp_path / "without", shared_clip=None) / "questions.json").read_text()))
+        == 3
+    )
     # the default points at the repository's sibling folder shared/, wherever the checkout is
     assert SHARED_CLIP.parts[-3:] == ("shared", "videos", "flipping_a_pancake.mkv")
     assert SHARED_CLIP.parent.parent.parent == __import__("pathlib").Path(__file__).resolve().parents[2]

@@ -65,7 +65,11 @@ def test_official_files_load(tmp_path):
 @pytest.mark.parametrize(
     "items, answers, message",
     [
-        ([_item("a", **{"option 2": 7})], {"a": 1}, "questions.json: field '[0] (q_uid a).option 2': expected a non-empty string"),
+        (
+            [_item("a", **{"option 2": 7})],
+            {"a": 1},
+            "questions.json: field '[0] (q_uid a).option 2': expected a non-empty string",
+        ),
         ([{"question": "q"}], {"a": 1}, "questions.json: field '[0].q_uid'"),
         ({"a": 1}, {"a": 1}, "questions.json: field '(top level)': expected a JSON list"),
         ([_item("a")], {"a": 7}, "subset_answers.json: field 'a': expected an integer 0-4"),
@@ -102,7 +106,10 @@ def test_categories_file_gives_per_category_accuracy(tmp_path):
     questions = load_questions(_cfg(root, categories_file="cats.json"))
     assert [q.meta.get("category") for q in questions] == ["purpose", "purpose", "tools"]
     metrics = score(questions, [Answer("a", 0, "A"), Answer("b", 0, "A"), Answer("c", 2, "C")])
-    assert metrics["per_category"] == {"purpose": {"accuracy": 0.5, "questions": 2}, "tools": {"accuracy": 1.0, "questions": 1}}
+    assert metrics["per_category"] == {
+        "purpose": {"accuracy": 0.5, "questions": 2},
+        "tools": {"accuracy": 1.0, "questions": 1},
+    }
     (root / "bad.json").write_text(json.dumps({"purpose": 3}))
     with pytest.raises(UserError, match="bad.json: field 'purpose': expected a category name"):
         load_questions(_cfg(root, categories_file="bad.json"))

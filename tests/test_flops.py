@@ -1,6 +1,7 @@
 """Analytic FLOP counts (videoqa/bench/flops.py): hand-computed values for tiny shapes, the paper's
 architectures against transformers' own modules, and whole captioning runs against torch's
 FLOP counter (eager attention, so every product is a visible matmul)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,10 +83,28 @@ def test_paper_shapes_match_transformers_modules(name):
     """Per-token linear FLOPs = 2 x the weights of every Linear inside the decoder layers."""
     config, shape = {
         "opt-125m": (OPTConfig(), flops.OPT_125M),  # OPTConfig's defaults are OPT-125M
-        "llama-2-7b": (LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                                   num_attention_heads=32, num_key_value_heads=32, vocab_size=32000), flops.LLAMA2_7B),
-        "qwen2.5-14b": (Qwen2Config(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
-                                    num_attention_heads=40, num_key_value_heads=8, vocab_size=152064), flops.QWEN25_14B),
+        "llama-2-7b": (
+            LlamaConfig(
+                hidden_size=4096,
+                intermediate_size=11008,
+                num_hidden_layers=32,
+                num_attention_heads=32,
+                num_key_value_heads=32,
+                vocab_size=32000,
+            ),
+            flops.LLAMA2_7B,
+        ),
+        "qwen2.5-14b": (
+            Qwen2Config(
+                hidden_size=5120,
+                intermediate_size=13824,
+                num_hidden_layers=48,
+                num_attention_heads=40,
+                num_key_value_heads=8,
+                vocab_size=152064,
+            ),
+            flops.QWEN25_14B,
+        ),
     }[name]
     assert flops.shape_of(config) == shape
     with torch.device("meta"):
@@ -101,13 +120,18 @@ def test_paper_shapes_match_transformers_modules(name):
 
 def _eager_tiny_ser(preset: str):
     tokenizer = tiny_tokenizer()
-    config = get_config(preset, text_config={"vocab_size": len(tokenizer)},
-                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
+    config = get_config(
+        preset, text_config={"vocab_size": len(tokenizer)}, image_token_id=tokenizer.convert_tokens_to_ids("<image>")
+    )
     config._attn_implementation = "eager"  # attention as plain matmuls the counter sees
     torch.manual_seed(0)
     model = SeRForCaptioning(config).eval()
-    processor = SeRProcessor(clip_image_processor(64), tokenizer, num_image_tokens=config.num_visual_tokens,
-                             max_caption_tokens=config.deeplens_max_caption_tokens)
+    processor = SeRProcessor(
+        clip_image_processor(64),
+        tokenizer,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
+    )
     return model, processor
 
 
@@ -154,8 +178,9 @@ def test_ser_caption_flops_match_a_real_run(preset):
         refine_prompts = [int(processor.generation_inputs(1, PROMPT, ids)["attention_mask"].sum())]
         drafts = [len(ids[0])]
         counted_refine, _ = _counted(lambda: refine_once(model, processor, buffer, PROMPT, ids, new, new))
-    parts = flops.ser_caption_flops(config, first_prompt=first_prompt, new_tokens=new,
-                                    refine_prompts=refine_prompts, drafts=drafts)
+    parts = flops.ser_caption_flops(
+        config, first_prompt=first_prompt, new_tokens=new, refine_prompts=refine_prompts, drafts=drafts
+    )
     masked = lambda p: lm.layers * lm.attention_flops(executed_minus_useful_pairs(p, new))  # noqa: E731
     assert counted == parts["connector"] + parts["lm_first_glance"] + masked(first_prompt)
     if config.refine:
@@ -177,9 +202,18 @@ def test_llava_flops_match_a_real_run():
     ids = torch.cat([torch.tensor([[1]]), torch.full((1, 16), config.image_token_index), torch.tensor([[5, 6, 7]])], 1)
     pixels = torch.randn(1, 3, 64, 64)
     new = 4
-    counted, out = _counted(lambda: model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, max_new_tokens=new,
-        min_new_tokens=new, do_sample=False, pad_token_id=0, eos_token_id=2))
+    counted, out = _counted(
+        lambda: model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values=pixels,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=2,
+        )
+    )
     assert out.shape[1] == ids.shape[1] + new
     parts = flops.llava_caption_flops(config, prompt_tokens=ids.shape[1], new_tokens=new)
     vision = flops.shape_of(config.vision_config)

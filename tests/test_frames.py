@@ -1,4 +1,5 @@
 """Frames stage: sampling rule, decoding (decord and ffmpeg paths), chunking, streaming."""
+
 from __future__ import annotations
 
 import math
@@ -13,6 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from videoqa.config import FramesConfig
+from videoqa.fixtures.synthetic_video import (
+    drawtext_available,
+    frame_counter_index,
+    make_color_sequence,
+    make_frame_counter,
+    make_video,
+)
 from videoqa.frames import (
     DecodeStats,
     decode_frames,
@@ -22,13 +30,6 @@ from videoqa.frames import (
     probe_video,
     sample_indices,
     stream_videos,
-)
-from videoqa.fixtures.synthetic_video import (
-    drawtext_available,
-    frame_counter_index,
-    make_color_sequence,
-    make_frame_counter,
-    make_video,
 )
 from videoqa.types import FrameBatch, VideoFailure
 
@@ -79,7 +80,14 @@ def test_short_clips_still_give_a_frame():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(fps=0), dict(fps=-1.0), dict(fps=None), dict(fps=1.0, num_frames=0), dict(max_frames=0), dict(fps=float("nan"))],
+    [
+        dict(fps=0),
+        dict(fps=-1.0),
+        dict(fps=None),
+        dict(fps=1.0, num_frames=0),
+        dict(max_frames=0),
+        dict(fps=float("nan")),
+    ],
 )
 def test_bad_sampling_arguments_raise(kwargs):
     with pytest.raises(ValueError):
@@ -113,7 +121,9 @@ def test_sampling_properties(total, avg_fps, fps, num_frames, max_frames):
         step = avg_fps / fps
         expected = total if step <= 1 else max(1, math.ceil(total / step - 0.5))
         assert abs(len(indices) - expected) <= 1
-    assert indices == sample_indices(total, avg_fps, fps=fps, num_frames=num_frames, max_frames=max_frames)  # deterministic
+    assert indices == sample_indices(
+        total, avg_fps, fps=fps, num_frames=num_frames, max_frames=max_frames
+    )  # deterministic
 
 
 @settings(max_examples=200, deadline=None)
@@ -141,7 +151,9 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     return {
         "counter": make_frame_counter(root / "counter.mp4", frames=100),  # 3.33 s, frame i shows i
         "clip": make_video(root / "clip.mp4", seconds=3, width=320, height=180, preset="ultrafast"),
-        "colors": make_color_sequence(root / "colors.mp4", ["red", "lime", "blue"], seconds_each=2.0, width=160, height=120),
+        "colors": make_color_sequence(
+            root / "colors.mp4", ["red", "lime", "blue"], seconds_each=2.0, width=160, height=120
+        ),
     }
 
 
@@ -174,7 +186,14 @@ def test_real_clip_in_small_chunks_matches_one_chunk():
 @pytest.mark.parametrize("decoder", ["auto", "ffmpeg"])
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(fps=1.0), dict(fps=7.0), dict(fps=2.9), dict(fps=None, num_frames=13), dict(fps=60.0), dict(fps=1.0, max_frames=2)],
+    [
+        dict(fps=1.0),
+        dict(fps=7.0),
+        dict(fps=2.9),
+        dict(fps=None, num_frames=13),
+        dict(fps=60.0),
+        dict(fps=1.0, max_frames=2),
+    ],
 )
 def test_both_decoders_deliver_exactly_the_sampled_frames(videos, decoder, kwargs):
     batches = list(decode_frames(videos["counter"], decoder=decoder, chunk_size=5, **kwargs))

@@ -1,5 +1,6 @@
 """The `hf-vlm` captioner on tiny random checkpoints of four architectures (LLaVA, BLIP-2,
 Idefics3/SmolVLM, Qwen2.5-VL), and the shipped YAML presets of real checkpoints."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,7 +15,11 @@ import videoqa.captioning.vllm_llava  # noqa: F401  (registers "llava-1.5-vllm")
 from videoqa.captioning.hf_vlm import HFVLMCaptioner
 from videoqa.config import CaptionerConfig, resolve_component
 from videoqa.fixtures.tiny_vlm import (
-    PROMPT, build_tiny_blip2, build_tiny_idefics3, build_tiny_llava, build_tiny_qwen2_5_vl,
+    PROMPT,
+    build_tiny_blip2,
+    build_tiny_idefics3,
+    build_tiny_llava,
+    build_tiny_qwen2_5_vl,
 )
 from videoqa.registry import CAPTIONERS
 from videoqa_base.device import dtype_name, resolve_dtype
@@ -23,7 +28,9 @@ from videoqa_base.errors import MissingModelError, UserError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BUILDERS = {
-    "llava": build_tiny_llava, "blip2": build_tiny_blip2, "idefics3": build_tiny_idefics3,
+    "llava": build_tiny_llava,
+    "blip2": build_tiny_blip2,
+    "idefics3": build_tiny_idefics3,
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
 }
 OPTIONS = {"blip2": {"prompt_template": "Question: {prompt} Answer:"}, "qwen2_5_vl": {"image_size": 56}}
@@ -65,7 +72,11 @@ def frames(tmp_path_factory) -> list[np.ndarray]:
     video = make_video(tmp_path_factory.mktemp("video") / "pattern.mp4", seconds=2, fps=8, width=96, height=64)
     decoded = np.concatenate([batch.images for batch in decode_frames(video, fps=2, size=48)])
     rng = np.random.default_rng(0)
-    return [*decoded, rng.integers(0, 256, (40, 70, 3), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]
+    return [
+        *decoded,
+        rng.integers(0, 256, (40, 70, 3), dtype=np.uint8),
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    ]
 
 
 @pytest.mark.parametrize("arch", BUILDERS)
@@ -92,7 +103,11 @@ def test_identity_and_parameters_without_weights(arch, checkpoints):
 
     vlm = captioner(checkpoints, arch, dtype="auto")
     identity = vlm.identity()
-    assert (identity["type"], identity["model"], identity["path"]) == ("hf-vlm", str(checkpoints[arch]), str(checkpoints[arch].resolve()))
+    assert (identity["type"], identity["model"], identity["path"]) == (
+        "hf-vlm",
+        str(checkpoints[arch]),
+        str(checkpoints[arch].resolve()),
+    )
     assert identity["source"] == "local-dir" and identity["revision"].startswith("sha256:")
     assert identity["prompt_text"] == PROMPT_TEXTS[arch] and identity["decoding"] == "greedy"
     assert identity["dtype"] == dtype_name(resolve_dtype("auto", torch.device("cpu")))
@@ -111,7 +126,9 @@ def test_auto_dtype_follows_the_cpu(checkpoints):
     vlm = captioner(checkpoints, "llava", dtype="auto")
     assert vlm.dtype == resolve_dtype("auto", torch.device("cpu"))
     for native in (True, False):  # both branches, whatever this host is
-        assert resolve_dtype("auto", torch.device("cpu"), native_bf16=native) == (torch.bfloat16 if native else torch.float32)
+        assert resolve_dtype("auto", torch.device("cpu"), native_bf16=native) == (
+            torch.bfloat16 if native else torch.float32
+        )
 
 
 def test_identity_changes_with_the_weights(checkpoints, tmp_path):
@@ -138,7 +155,9 @@ def test_legacy_llava_without_chat_template_or_processor_numbers(checkpoints, fr
 
 
 def test_prompt_template_option(checkpoints, frames):
-    system = "A chat between a curious human and an artificial intelligence assistant. USER: <image>\n{prompt} ASSISTANT:"
+    system = (
+        "A chat between a curious human and an artificial intelligence assistant. USER: <image>\n{prompt} ASSISTANT:"
+    )
     llava = captioner(checkpoints, "llava", options={"prompt_template": system})
     assert llava.prompt_text("Hi") == system.replace("{prompt}", "Hi")
     qwen = captioner(checkpoints, "qwen2_5_vl", options={"prompt_template": "<image>{prompt}", "image_size": 56})
@@ -202,7 +221,10 @@ def test_option_errors(checkpoints, tmp_path, monkeypatch):
     (no_template / "chat_template.jinja").unlink()
     with pytest.raises(UserError, match="'idefics3' has no chat template; set captioner.options.prompt_template"):
         CAPTIONERS.get("hf-vlm")(config(no_template))
-    assert CAPTIONERS.get("hf-vlm")(config(no_template, options={"prompt_template": "<image>{prompt}"})).prompt_text("Hi") == "<image>Hi"
+    assert (
+        CAPTIONERS.get("hf-vlm")(config(no_template, options={"prompt_template": "<image>{prompt}"})).prompt_text("Hi")
+        == "<image>Hi"
+    )
 
 
 def test_missing_weights_are_a_one_line_error(tmp_path):
@@ -234,7 +256,10 @@ def test_shipped_presets_name_real_checkpoints(name):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(("name", "source"), [("lavila", "LaViLa"), ("smallcap", "SmallCap"), ("tag2text", "Tag2Text"), ("llava-1.0", "LLaVA-1.0")])
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [("lavila", "LaViLa"), ("smallcap", "SmallCap"), ("tag2text", "Tag2Text"), ("llava-1.0", "LLaVA-1.0")],
+)
 def test_paper_rows_without_checkpoints_are_imported_caption_files(name, source, tmp_path):
     data, _ = resolve_component("captioners", name)
     preset = CaptionerConfig(**data)

@@ -1,4 +1,5 @@
 """Videos that fight back: each one gives frames or a VideoFailure with the right reason."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,6 @@ import decord
 import numpy as np
 import pytest
 
-from videoqa.frames import DecodeStats, VideoDecodeError, decode_frames, ffmpeg_exe, probe_video, stream_videos
 from videoqa.fixtures.synthetic_video import (
     frame_counter_index,
     make_audio_only,
@@ -20,13 +20,16 @@ from videoqa.fixtures.synthetic_video import (
     make_video,
     make_zero_frames,
 )
+from videoqa.frames import DecodeStats, VideoDecodeError, decode_frames, ffmpeg_exe, probe_video, stream_videos
 from videoqa.types import FrameBatch, VideoFailure
 
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hostile")
-    ten_s_mp4 = make_video(root / "ten.mp4", seconds=10, width=160, height=120, preset="ultrafast", gop=30, faststart=True)
+    ten_s_mp4 = make_video(
+        root / "ten.mp4", seconds=10, width=160, height=120, preset="ultrafast", gop=30, faststart=True
+    )
     ten_s_mkv = make_video(root / "ten.mkv", seconds=10, width=160, height=120, preset="ultrafast", gop=30)
     index_at_end = make_video(root / "plain.mp4", seconds=2, width=160, height=120, preset="ultrafast")
     (root / "a_directory.mp4").mkdir()
@@ -139,9 +142,24 @@ def test_restarting_timestamps_keep_stream_order(hostile):
 def _ffmpeg_upright(path: Path, index: int, width: int, height: int) -> np.ndarray:
     """ffmpeg's own rendering (autorotate on) of frame `index`: the ground truth for 'upright'."""
     raw = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index}),scale={width}:{height}",
-         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"],
-        capture_output=True, check=True,
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vf",
+            f"select=eq(n\\,{index}),scale={width}:{height}",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:",
+        ],
+        capture_output=True,
+        check=True,
     ).stdout
     return np.frombuffer(raw, np.uint8).reshape(height, width, 3)
 
@@ -149,7 +167,9 @@ def _ffmpeg_upright(path: Path, index: int, width: int, height: int) -> np.ndarr
 @pytest.mark.parametrize("rotate", [-90, 90, 180])
 @pytest.mark.parametrize("decoder", ["auto", "ffmpeg"])
 def test_rotated_phone_video_comes_out_upright(tmp_path, rotate, decoder):
-    path = make_video(tmp_path / f"phone{rotate}.mp4", seconds=1, width=320, height=240, rotate=rotate, preset="ultrafast")
+    path = make_video(
+        tmp_path / f"phone{rotate}.mp4", seconds=1, width=320, height=240, rotate=rotate, preset="ultrafast"
+    )
     assert probe_video(path).rotation == rotate % 360
     batch = next(decode_frames(path, fps=1.0, size=120, decoder=decoder))  # 1 s clip: frame 15
     expected_shape = (1, 120, 160, 3) if rotate == 180 else (1, 160, 120, 3)
@@ -189,8 +209,16 @@ def test_decord_breaking_mid_video_hands_over_to_ffmpeg(hostile, monkeypatch):
 
 def test_stream_reports_every_hostile_file_and_keeps_going(hostile):
     names = [
-        "garbage", "few_frames", "missing", "zero_length", "truncated_mkv", "zero_frames", "timestamp_jump", "audio_only",
-        "moov_missing", "short",
+        "garbage",
+        "few_frames",
+        "missing",
+        "zero_length",
+        "truncated_mkv",
+        "zero_frames",
+        "timestamp_jump",
+        "audio_only",
+        "moov_missing",
+        "short",
     ]
     items = [(name, hostile[name]) for name in names]
     failures: dict[str, str] = {}
@@ -204,8 +232,12 @@ def test_stream_reports_every_hostile_file_and_keeps_going(hostile):
             if item.final:
                 finals.add(item.video_id)
     assert failures == {
-        "garbage": "not_a_video", "missing": "missing", "zero_length": "not_a_video", "zero_frames": "zero_frames",
-        "audio_only": "not_a_video", "moov_missing": "decode_error",
+        "garbage": "not_a_video",
+        "missing": "missing",
+        "zero_length": "not_a_video",
+        "zero_frames": "zero_frames",
+        "audio_only": "not_a_video",
+        "moov_missing": "decode_error",
     }
     assert frames["few_frames"] == 1 and frames["short"] == 1 and frames["timestamp_jump"] == 4
     assert 3 <= frames["truncated_mkv"] <= 7

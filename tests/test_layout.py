@@ -1,6 +1,7 @@
 """The layout's promises, checked on the source: packages depend one way, modules form no import
 cycles (function-local imports included), no module imports another's private names, and no
 source file is too long to read in one sitting."""
+
 from __future__ import annotations
 
 import ast
@@ -112,7 +113,11 @@ def test_no_module_imports_private_names_of_another():
 
 
 def test_source_files_are_short_enough_to_read():
-    long = {str(p.relative_to(ROOT)): n for p in source_files().values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in source_files().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, long
 
 

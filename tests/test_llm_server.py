@@ -4,6 +4,7 @@ One server per module (start-up is the slow part), started with an API key so th
 exercised, always killed at the end. Failure handling is tested against a closed port and a
 stdlib HTTP server that answers 503.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -23,9 +24,9 @@ import pytest
 
 from videoqa.answering.answer import answer_questions
 from videoqa.config import AnswerConfig, LLMConfig
-from videoqa_base.errors import UserError
 from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
+from videoqa_base.errors import UserError
 
 KEY_ENV = "VIDEOQA_TEST_LLM_KEY"
 KEY = "test-key-5f2c9e"  # a throwaway key for the throwaway local server
@@ -55,9 +56,21 @@ def server(tiny_llm_dir, tmp_path_factory, server_port):
     port = server_port
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_llm_dir), "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", "512", "--dtype", "float32", "--api-key", KEY,
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_llm_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "512",
+        "--dtype",
+        "float32",
+        "--api-key",
+        KEY,
         "--enforce-eager",  # skip torch.compile warm-up: tens of seconds saved per start
     ]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -104,11 +117,19 @@ def test_resume_after_an_outage_retries_what_can_pass_now(request, tiny_models, 
     (root / "questions.json").write_text(json.dumps(questions))
     captioner_dir, _ = tiny_models
     config = load_run_config(
-        dataset="egoschema", captioner=str(captioner_dir), llm=str(tiny_llm_dir),
+        dataset="egoschema",
+        captioner=str(captioner_dir),
+        llm=str(tiny_llm_dir),
         overrides=[
-            f"dataset.data_root={root}", f"output_dir={tmp_path / 'out'}", "run_id=outage",
-            "llm.backend=openai", f"llm.base_url=http://127.0.0.1:{server_port}/v1", "llm.max_model_len=512",
-            "llm.max_retries=1", f"llm.api_key_env={KEY_ENV}", "captioner.max_new_tokens=6",
+            f"dataset.data_root={root}",
+            f"output_dir={tmp_path / 'out'}",
+            "run_id=outage",
+            "llm.backend=openai",
+            f"llm.base_url=http://127.0.0.1:{server_port}/v1",
+            "llm.max_model_len=512",
+            "llm.max_retries=1",
+            f"llm.api_key_env={KEY_ENV}",
+            "captioner.max_new_tokens=6",
         ],
     )
     os.environ[KEY_ENV] = KEY
@@ -141,8 +162,14 @@ def backend(server, tiny_llm_dir):
 
     os.environ[KEY_ENV] = KEY
     config = LLMConfig(
-        name="tiny-server", backend="openai", model=str(tiny_llm_dir), base_url=server,
-        api_key_env=KEY_ENV, concurrency=4, max_retries=2, timeout_s=60,
+        name="tiny-server",
+        backend="openai",
+        model=str(tiny_llm_dir),
+        base_url=server,
+        api_key_env=KEY_ENV,
+        concurrency=4,
+        max_retries=2,
+        timeout_s=60,
     )
     backend = LLM_BACKENDS.get("openai")(config)
     yield backend
@@ -224,7 +251,9 @@ def test_wrong_api_key_is_a_one_line_error(server, tiny_llm_dir, monkeypatch):
 
     monkeypatch.setenv(KEY_ENV, "wrong-key")
     with pytest.raises(UserError, match="HTTP 401") as err:
-        OpenAIServerBackend(LLMConfig(name="x", backend="openai", model=str(tiny_llm_dir), base_url=server, api_key_env=KEY_ENV))
+        OpenAIServerBackend(
+            LLMConfig(name="x", backend="openai", model=str(tiny_llm_dir), base_url=server, api_key_env=KEY_ENV)
+        )
     assert "wrong-key" not in str(err.value) and "\n" not in str(err.value)
 
 
@@ -270,7 +299,9 @@ def test_transient_errors_are_retried_a_bounded_number_of_times(tiny_llm_dir):
     thread.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-        config = LLMConfig(name="x", backend="openai", model=str(tiny_llm_dir), base_url=url, max_retries=2, max_model_len=512)
+        config = LLMConfig(
+            name="x", backend="openai", model=str(tiny_llm_dir), base_url=url, max_retries=2, max_model_len=512
+        )
         backend = OpenAIServerBackend(config)  # /v1/models: 3 attempts, then falls back to max_model_len
         _Always503.hits = 0
         done = backend.choose([_user("q")], [list("AB")])

@@ -1,4 +1,5 @@
 """The vLLM offline backend on a tiny random-weight Qwen2 (one engine for the whole module)."""
+
 from __future__ import annotations
 
 import math
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.config import AnswerConfig, LLMConfig
-from videoqa_base.errors import MissingModelError
 from videoqa.answering.llm import fingerprint_dir, resolve_model
+from videoqa.config import AnswerConfig, LLMConfig
 from videoqa.fixtures.tiny_llm import build_tiny_llm
 from videoqa.types import Question
+from videoqa_base.errors import MissingModelError
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
@@ -26,7 +27,11 @@ def engine(tiny_llm_dir):
     from videoqa.registry import LLM_BACKENDS
 
     config = LLMConfig(
-        name="tiny", model=str(tiny_llm_dir), max_model_len=512, dtype="float32", cpu_kvcache_gib=1,
+        name="tiny",
+        model=str(tiny_llm_dir),
+        max_model_len=512,
+        dtype="float32",
+        cpu_kvcache_gib=1,
         engine_kwargs={"enforce_eager": True},  # skip torch.compile warm-up: tens of seconds per start
     )
     backend = LLM_BACKENDS.get("vllm")(config)

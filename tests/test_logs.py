@@ -1,4 +1,5 @@
 """Quiet by default: third-party chatter lands in the log file, our own output on the terminal."""
+
 import logging
 import logging.config
 import os
@@ -108,11 +109,14 @@ def test_a_library_that_configures_its_logger_inside_still_writes_to_the_log(tmp
     log = tmp_path / "run.log"
     with quiet_third_party(log):
         stream = os.environ["VLLM_LOGGING_STREAM"]
-        logging.config.dictConfig({
-            "version": 1, "disable_existing_loggers": False,
-            "handlers": {"lib": {"class": "logging.StreamHandler", "stream": stream}},
-            "loggers": {"vllm": {"handlers": ["lib"], "propagate": False}},
-        })
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"lib": {"class": "logging.StreamHandler", "stream": stream}},
+                "loggers": {"vllm": {"handlers": ["lib"], "propagate": False}},
+            }
+        )
         logging.getLogger("vllm.config").warning("RECONFIGURED-MARK")
     configured = logging.getLogger("vllm").handlers
     try:
@@ -165,8 +169,9 @@ def test_real_terminal_descriptors_in_a_child_process(tmp_path, stderr_is_a_tty)
     else:
         terminal, child_stderr = os.pipe()
     try:
-        done = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=child_stderr,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=child_stderr, text=True, timeout=120
+        )
         os.close(child_stderr)
         stderr = read_all(terminal)
     finally:
@@ -189,8 +194,8 @@ def test_quiet_defaults_keep_a_users_setting_and_filter_only_known_warnings(monk
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         quiet_defaults()
-        warnings.warn("`torch.distributed.reduce_op` is deprecated, please use ReduceOp", FutureWarning)
-        warnings.warn("something else is deprecated", FutureWarning)
+        warnings.warn("`torch.distributed.reduce_op` is deprecated, please use ReduceOp", FutureWarning, stacklevel=1)
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
     assert os.environ["VLLM_LOGGING_LEVEL"] == "DEBUG"
     assert all(os.environ[name] == value for name, value in QUIET_ENVIRONMENT.items() if name != "VLLM_LOGGING_LEVEL")
@@ -200,9 +205,23 @@ def test_a_command_that_fails_early_leaves_no_run_directory(tmp_path):
     """`videoqa run` opens its log in the run directory before any model work; a user error there
     (nothing said by the libraries) must not leave an empty run directory behind."""
     out = subprocess.run(
-        [sys.executable, "-m", "videoqa.cli.main", "run", "--dataset", "egoschema", "--captioner", "ser",
-         "--data-root", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "outputs")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "videoqa.cli.main",
+            "run",
+            "--dataset",
+            "egoschema",
+            "--captioner",
+            "ser",
+            "--data-root",
+            str(tmp_path / "missing"),
+            "--output-dir",
+            str(tmp_path / "outputs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
 """A non-editable install works: build the wheel, install it into a plain directory, and use it
 from another working directory (configs ship inside the package as videoqa.configs)."""
+
 import os
 import shutil
 import subprocess
@@ -44,7 +45,8 @@ def repo_packages() -> dict[str, Path]:
     """Every package of ours (a directory with __init__.py): dotted name -> its folder in the repository."""
     packages = {
         ".".join(init.parent.relative_to(REPO).parts): init.parent
-        for root in PACKAGE_ROOTS for init in (REPO / root).rglob("__init__.py")
+        for root in PACKAGE_ROOTS
+        for init in (REPO / root).rglob("__init__.py")
     }
     return packages | {"videoqa.configs": REPO / "configs"}
 
@@ -99,8 +101,14 @@ def test_the_installed_commands_work_from_another_directory(installed, tmp_path)
     videoqa = [sys.executable, "-m", "videoqa.cli.main"]
     assert "--verbose" in run([*videoqa, "run", "--help"], cwd=tmp_path, env=env).stdout
     # the registered names come from the installed copy's configs
-    unknown = subprocess.run([*videoqa, "run", "--dataset", "no-such-set", "--captioner", "ser"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=120)
+    unknown = subprocess.run(
+        [*videoqa, "run", "--dataset", "no-such-set", "--captioner", "ser"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert unknown.returncode == 2 and "not a registered name (egoschema, " in unknown.stderr, unknown.stderr
     script = site / "bin" / "videoqa"  # the console script pip wrote, as a user would run it
     assert "compare" in run([str(script), "--help"], cwd=tmp_path, env=env).stdout

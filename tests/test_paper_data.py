@@ -1,5 +1,6 @@
 """Readers of the paper's published data (LCS-558K, Karpathy COCO, ShareGPT4V, DCI) on fixtures in
 the upstream formats, and `captioner data check`: counts, missing / broken images, malformed records."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,15 @@ from videoqa_base.errors import UserError
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.mark.parametrize("name, fmt, records, samples", [
-    ("lcs558k", "lcs558k", 3, 3),
-    ("coco", "coco-karpathy", 3, 15),
-    ("sharegpt4v", "sharegpt4v", 3, 3),
-    ("dci", "dci", 2, 4),
-])
+@pytest.mark.parametrize(
+    "name, fmt, records, samples",
+    [
+        ("lcs558k", "lcs558k", 3, 3),
+        ("coco", "coco-karpathy", 3, 15),
+        ("sharegpt4v", "sharegpt4v", 3, 3),
+        ("dci", "dci", 2, 4),
+    ],
+)
 def test_fixtures_read_and_check_clean(name, fmt, records, samples):
     report = check(FIXTURES / name, fmt)
     assert (report.records, report.samples, report.images) == (records, samples, records)
@@ -32,7 +36,9 @@ def test_readers_keep_the_upstream_fields():
     assert lcs[0].image == "00041/000412093.jpg" and lcs[0].captions == ["wooden rowing boat tied to a jetty at dusk"]
     assert lcs[0].meta["prompts"] == ["Give a brief description of the image."]  # <image> token stripped
     coco = read_records(FIXTURES / "coco", "coco-karpathy", split="train")  # train + restval
-    assert [r.image_id for r in coco] == ["57870", "522418"] and coco[0].image == "train2014/COCO_train2014_000000057870.jpg"
+    assert [r.image_id for r in coco] == ["57870", "522418"] and coco[
+        0
+    ].image == "train2014/COCO_train2014_000000057870.jpg"
     sharegpt = read_records(FIXTURES / "sharegpt4v", "sharegpt4v")
     assert sharegpt[1].image == "sam/images/sa_10442.jpg" and sharegpt[1].captions[0].startswith("A stone bridge")
     dci = read_records(FIXTURES / "dci", "dci")
@@ -67,21 +73,33 @@ def test_check_lists_missing_and_broken_images_with_file_and_record(tmp_path):
 
 def test_data_check_cli_exit_codes_and_json(tmp_path, capsys):
     out = tmp_path / "report.json"
-    assert captioner_main(["data", "check", str(FIXTURES / "coco"), "--format", "coco-karpathy", "--json", str(out)]) == 0
+    assert (
+        captioner_main(["data", "check", str(FIXTURES / "coco"), "--format", "coco-karpathy", "--json", str(out)]) == 0
+    )
     assert json.loads(out.read_text())["samples"] == 15
     root = _copy("sharegpt4v", tmp_path)
     (root / "coco/train2017/000000033471.jpg").unlink()
     assert captioner_main(["data", "check", str(root), "--format", "sharegpt4v", "--json", str(out)]) == 1
     report = json.loads(out.read_text())
-    assert report["ok"] is False and report["missing"][0]["record"].endswith("sharegpt4v_instruct_gpt4-vision_cap100k.json: [0]")
+    assert report["ok"] is False and report["missing"][0]["record"].endswith(
+        "sharegpt4v_instruct_gpt4-vision_cap100k.json: [0]"
+    )
     assert "missing images: 1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name, fmt, edit, expected", [
-    ("lcs558k", "lcs558k", lambda d: d[1].pop("conversations"), "[1].conversations"),
-    ("sharegpt4v", "sharegpt4v", lambda d: d[2]["conversations"][1].update({"from": "assistant"}), "[2].conversations[1]"),
-    ("coco", "coco-karpathy", lambda d: d["images"][2]["sentences"][3].pop("raw"), "images[2].sentences[3].raw"),
-])
+@pytest.mark.parametrize(
+    "name, fmt, edit, expected",
+    [
+        ("lcs558k", "lcs558k", lambda d: d[1].pop("conversations"), "[1].conversations"),
+        (
+            "sharegpt4v",
+            "sharegpt4v",
+            lambda d: d[2]["conversations"][1].update({"from": "assistant"}),
+            "[2].conversations[1]",
+        ),
+        ("coco", "coco-karpathy", lambda d: d["images"][2]["sentences"][3].pop("raw"), "images[2].sentences[3].raw"),
+    ],
+)
 def test_malformed_record_names_file_and_record(tmp_path, name, fmt, edit, expected):
     root = _copy(name, tmp_path)
     annotation = next(p for p in root.glob("*.json"))

@@ -1,4 +1,5 @@
 """Pipeline stages without an LLM: the caption stage with imported captions and with failures."""
+
 import json
 
 from videoqa.captioning.videos import caption_videos as caption_with
@@ -14,7 +15,8 @@ def test_precomputed_captions_skip_decoding_and_missing_ids_are_failures(tmp_pat
     captions_file = tmp_path / "lavila.json"
     captions_file.write_text(json.dumps({"v1": ["a man cuts bread", "he eats it"]}))
     config = load_run_config(
-        dataset="egoschema", captioner="precomputed",
+        dataset="egoschema",
+        captioner="precomputed",
         overrides=[f"captioner.model={captions_file}", f"output_dir={tmp_path / 'out'}"],
     )
     videos = [("v1", tmp_path / "v1.mp4"), ("v2", tmp_path / "v2.mp4")]  # neither file exists: nothing is decoded
@@ -32,7 +34,8 @@ def test_frame_captioner_records_decode_failures_and_caches(tmp_path, tiny_model
     good = make_video(tmp_path / "good.mp4", seconds=3, fps=10, width=96, height=64)
     (tmp_path / "bad.mp4").write_bytes(b"not a video at all" * 100)
     config = load_run_config(
-        dataset="egoschema", captioner=str(captioner_dir),
+        dataset="egoschema",
+        captioner=str(captioner_dir),
         overrides=[f"output_dir={tmp_path / 'out'}", "captioner.max_new_tokens=6", "captioner.batch_size=2"],
     )
     videos = [("good", good), ("bad", tmp_path / "bad.mp4"), ("gone", tmp_path / "gone.mp4")]

@@ -1,5 +1,6 @@
 """Extending takes one module and one YAML: a captioner plugin in a directory of its own is found
 through $VIDEOQA_PLUGINS, without editing the registry or the shipped configs."""
+
 from __future__ import annotations
 
 import textwrap
@@ -65,5 +66,7 @@ def test_a_broken_plugin_is_one_clear_error(tmp_path, monkeypatch):
     directory.mkdir()
     (directory / "oops.py").write_text("raise RuntimeError('half-written plugin')\n")
     monkeypatch.setenv(PLUGINS_ENV, str(directory))
-    with pytest.raises(UserError, match=r"oops\.py: plugin module failed to import \(RuntimeError: half-written plugin\)"):
+    with pytest.raises(
+        UserError, match=r"oops\.py: plugin module failed to import \(RuntimeError: half-written plugin\)"
+    ):
         CAPTIONERS.get("anything")

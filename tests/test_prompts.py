@@ -1,4 +1,5 @@
 """Prompt templates, option letters and the chain-of-thought answer parser (no model needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from videoqa.config import CONFIG_DIR
-from videoqa_base.errors import UserError
 from videoqa.answering.prompts import (
     PromptTemplate,
     build_chunk_summary_messages,
@@ -19,7 +18,9 @@ from videoqa.answering.prompts import (
     load_prompt,
     parse_letter,
 )
+from videoqa.config import CONFIG_DIR
 from videoqa.types import OPTION_LETTERS, Question
+from videoqa_base.errors import UserError
 
 QUESTION = Question(
     qid="q1",
@@ -90,7 +91,9 @@ def test_fewshot_examples_become_turns():
 
 def test_cot_example_shows_reasoning_then_answer_line():
     template = PromptTemplate(
-        name="t", mode="cot", user="{transcript}\n{question}\n{options}",
+        name="t",
+        mode="cot",
+        user="{transcript}\n{question}\n{options}",
         examples=[{"transcript": "x", "question": "q?", "options": ["a", "b"], "answer": "B", "reasoning": "Because."}],
     )
     reply = build_messages(template, "t", QUESTION)[1]["content"]
@@ -121,7 +124,12 @@ def test_bad_templates_are_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="field 'mode'"):
         load_prompt(_write(tmp_path, "mode: telepathy\nuser: '{question}'\n"))
     with pytest.raises(UserError, match="answer"):
-        load_prompt(_write(tmp_path, "user: '{question}'\nexamples:\n  - {transcript: t, question: q, options: [a, b], answer: C}\n"))
+        load_prompt(
+            _write(
+                tmp_path,
+                "user: '{question}'\nexamples:\n  - {transcript: t, question: q, options: [a, b], answer: C}\n",
+            )
+        )
     with pytest.raises(UserError, match="not a registered name"):
         load_prompt("no-such-prompt")
 

@@ -1,11 +1,13 @@
 """Pseudo-initial captions (App. F.1, D.5): validation, the lexical perturber, the LLM path
 (an in-test backend and, end to end, vLLM on a tiny Qwen2), and the CLI methods."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -52,8 +54,13 @@ def test_validation_rejects_rewrites(candidate, reason):
 def test_changed_words_counts_word_edits():
     assert changed_words(GT, GT + ".") == 0  # punctuation and case do not count
     assert changed_words(GT, "A woman in a room with two cats") == 2
-    assert changed_words("a multicolored motorcycle rests outside of a sheep farm",
-                         "a multicolored bicycle rests inside a sheep farm") == 3
+    assert (
+        changed_words(
+            "a multicolored motorcycle rests outside of a sheep farm",
+            "a multicolored bicycle rests inside a sheep farm",
+        )
+        == 3
+    )
     long_gt = " ".join(["word"] * 40)
     assert validate_pseudo_initial(long_gt, " ".join(["other"] * 11 + ["word"] * 29), ValidationRules()) is not None
 
@@ -118,8 +125,29 @@ def test_closed_vocabulary_stays_in_its_world():
     from captioner.synth import COLOURS, PERTURB_VOCABULARY, SHAPES
 
     perturber = LexicalPerturber(seed=1, extra_groups=PERTURB_VOCABULARY, default_vocabulary=False)
-    allowed = set(COLOURS) | set(SHAPES) | {s + "s" for s in SHAPES} | {
-        "a", "an", "two", "three", "to", "the", "left", "right", "of", "above", "below", "on", "top", "at", "bottom", "and"}
+    allowed = (
+        set(COLOURS)
+        | set(SHAPES)
+        | {s + "s" for s in SHAPES}
+        | {
+            "a",
+            "an",
+            "two",
+            "three",
+            "to",
+            "the",
+            "left",
+            "right",
+            "of",
+            "above",
+            "below",
+            "on",
+            "top",
+            "at",
+            "bottom",
+            "and",
+        }
+    )
     seen_changes = 0
     for i in range(30):
         text, edited = perturber.perturb("two red circles to the left of a blue square", i)
@@ -153,7 +181,11 @@ class RuleBackend(LLMBackend):
                 continue
             words = gt.split()
             near = " ".join(words[:-1] + ["giraffe"])
-            out.append(Completion(text=f'Here are the versions:\n1. "{near}"\n2. A bowl of soup sits on a wooden table today\n'))
+            out.append(
+                Completion(
+                    text=f'Here are the versions:\n1. "{near}"\n2. A bowl of soup sits on a wooden table today\n'
+                )
+            )
         return out
 
     def choose(self, prompts, choices):  # not used by pseudo-initial generation
@@ -232,7 +264,9 @@ def test_cli_lexical_and_gt_mix(gt_file, tmp_path):
     assert partial.read_text() == out.read_text()
 
     mixed = tmp_path / "mix.jsonl"
-    assert captioner_main(["pseudo-initial", "--input", str(gt_file), "--output", str(mixed), "--method", "gt-mix"]) == 0
+    assert (
+        captioner_main(["pseudo-initial", "--input", str(gt_file), "--output", str(mixed), "--method", "gt-mix"]) == 0
+    )
     for record in read_jsonl(mixed):  # Data 4: one edited + the GT itself
         for gt, initials in zip(record.captions, record.initial_captions):
             assert len(initials) == 2 and initials[1] == gt
@@ -254,10 +288,23 @@ def test_cli_self_captions_data1(gt_file, tmp_path):
     for i, name in enumerate(("a.png", "b.png")):
         Image.fromarray(np.full((40, 50, 3), 60 * (i + 1), dtype=np.uint8)).save(tmp_path / name)
     out = tmp_path / "self.jsonl"
-    code = captioner_main([
-        "pseudo-initial", "--input", str(gt_file), "--output", str(out), "--method", "self",
-        "--model", str(model_dir), "--image-root", str(tmp_path), "--max-new-tokens", "8",
-    ])
+    code = captioner_main(
+        [
+            "pseudo-initial",
+            "--input",
+            str(gt_file),
+            "--output",
+            str(out),
+            "--method",
+            "self",
+            "--model",
+            str(model_dir),
+            "--image-root",
+            str(tmp_path),
+            "--max-new-tokens",
+            "8",
+        ]
+    )
     assert code == 0
     records = read_jsonl(out)
     first = records[0].initial_captions
@@ -296,10 +343,23 @@ def test_cli_llm_end_to_end_with_vllm(gt_file, tmp_path):
 
     llm_dir = build_tiny_llm(tmp_path / "tiny-llm")
     out = tmp_path / "llm.jsonl"
-    code = captioner_main([
-        "pseudo-initial", "--input", str(gt_file), "--output", str(out), "--llm", str(llm_dir),
-        "--llm-set", "max_model_len=1024", "--llm-set", "dtype=float32", "--llm-set", "cpu_kvcache_gib=1",
-    ])
+    code = captioner_main(
+        [
+            "pseudo-initial",
+            "--input",
+            str(gt_file),
+            "--output",
+            str(out),
+            "--llm",
+            str(llm_dir),
+            "--llm-set",
+            "max_model_len=1024",
+            "--llm-set",
+            "dtype=float32",
+            "--llm-set",
+            "cpu_kvcache_gib=1",
+        ]
+    )
     assert code == 0
     records = read_jsonl(out)
     assert [len(x) for r in records for x in r.initial_captions] == [3, 3, 3]

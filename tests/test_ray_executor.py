@@ -6,6 +6,7 @@ and the real vLLM engine, beside a local-executor run of the same inputs. The Ra
 both faults: its driver is killed with SIGKILL mid-captioning and resumed with the same run id,
 and during the resume a captioner actor's process is killed while it captions.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,14 @@ def videoqa(*args: str, **popen) -> subprocess.Popen:
     # RAY_AUTH_MODE=token: `ray start` enables token authentication, and a driver that joins by
     # address sends the token (`ray start` keeps it in ~/.ray/auth_token)
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false", "RAY_AUTH_MODE": "token"}
-    return subprocess.Popen([sys.executable, "-m", "videoqa.cli.main", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "videoqa.cli.main", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
@@ -56,7 +63,7 @@ def free_port() -> int:
 def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if (found := predicate()):
+        if found := predicate():
             return found
         time.sleep(every)
     return None
@@ -79,9 +86,24 @@ def cluster():
     port = free_port()
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run(
-        [ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(RAY_CPUS),
-         "--include-dashboard", "false", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            str(RAY_CPUS),
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -92,9 +114,27 @@ def cluster():
 
 def run_args(dataset: Path, models, out: Path, run_id: str, *extra: str) -> list[str]:
     captioner, llm = models
-    return ["run", "--dataset", "egoschema", "--data-root", str(dataset), "--captioner", str(captioner),
-            "--llm", str(llm), "--output-dir", str(out), "--run-id", run_id, "--quiet",
-            "--set", "captioner.max_new_tokens=12", "--set", "llm.engine_kwargs={enforce_eager: true}", *extra]
+    return [
+        "run",
+        "--dataset",
+        "egoschema",
+        "--data-root",
+        str(dataset),
+        "--captioner",
+        str(captioner),
+        "--llm",
+        str(llm),
+        "--output-dir",
+        str(out),
+        "--run-id",
+        run_id,
+        "--quiet",
+        "--set",
+        "captioner.max_new_tokens=12",
+        "--set",
+        "llm.engine_kwargs={enforce_eager: true}",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +143,16 @@ def runs(dataset, tiny_models, cluster, tmp_path_factory):
     local_out, ray_out = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("ray")
     local = videoqa(*run_args(dataset, tiny_models, local_out, "ref"))
     ray_args = run_args(
-        dataset, tiny_models, ray_out, "faults", "--ray-address", cluster,
-        "--set", "ray.captioners=2", "--set", "ray.videos_per_task=1",
+        dataset,
+        tiny_models,
+        ray_out,
+        "faults",
+        "--ray-address",
+        cluster,
+        "--set",
+        "ray.captioners=2",
+        "--set",
+        "ray.videos_per_task=1",
     )
     events = {}
 
@@ -184,10 +232,18 @@ def test_caption_stage_on_an_in_process_instance_matches_the_local_stage_and_sha
     from videoqa.run import VideoQA, unique_videos
 
     def config(out: Path, executor: str):
-        overrides = [f"dataset.data_root={dataset}", f"output_dir={out}", f"executor={executor}", "run_id=stage",
-                     "captioner.max_new_tokens=12", f"ray.num_cpus={RAY_CPUS}", "ray.videos_per_task=2"]
-        return load_run_config(dataset="egoschema", captioner=str(tiny_models[0]), llm=str(tiny_models[1]),
-                               overrides=overrides)
+        overrides = [
+            f"dataset.data_root={dataset}",
+            f"output_dir={out}",
+            f"executor={executor}",
+            "run_id=stage",
+            "captioner.max_new_tokens=12",
+            f"ray.num_cpus={RAY_CPUS}",
+            "ray.videos_per_task=2",
+        ]
+        return load_run_config(
+            dataset="egoschema", captioner=str(tiny_models[0]), llm=str(tiny_models[1]), overrides=overrides
+        )
 
     ray_config = config(tmp_path / "ray", "ray")
     videos = unique_videos(VideoQA(ray_config, progress=False).questions())
@@ -214,8 +270,9 @@ def test_caption_stage_on_an_in_process_instance_matches_the_local_stage_and_sha
     assert set(on_ray.timing["per_video"]) == set(local.timing["per_video"]) and set(on_ray.timing) == set(local.timing)
     assert description["ray_address"] is None and description["ray_cluster"]["cpus"] == RAY_CPUS
 
-    again = caption_videos(ray_config, CAPTIONERS.get(ray_config.captioner.type)(ray_config.captioner), videos,
-                           progress=False)
+    again = caption_videos(
+        ray_config, CAPTIONERS.get(ray_config.captioner.type)(ray_config.captioner), videos, progress=False
+    )
     assert again.timing["videos_from_cache"] == 3 and not again.timing["captioner_loaded"]
 
 
@@ -229,9 +286,12 @@ def test_cli_flags_select_the_executor_and_the_cluster():
     joined = config("--ray-address", "10.0.0.5:6379")
     assert joined.executor == "ray" and joined.ray.address == "10.0.0.5:6379"
     assert config("--ray-address", "auto").ray.address == "auto"
-    assert build_parser("compare").parse_args(
-        ["compare", "--dataset", "d", "--captioners", "a,b", "--executor", "ray", "--ray-address", "auto"]
-    ).ray_address == "auto"
+    assert (
+        build_parser("compare")
+        .parse_args(["compare", "--dataset", "d", "--captioners", "a,b", "--executor", "ray", "--ray-address", "auto"])
+        .ray_address
+        == "auto"
+    )
 
 
 def test_split_gives_contiguous_shares_in_order():

@@ -2,6 +2,7 @@
 
 The engine runs in a `videoqa` subprocess, as a user runs it (vLLM's engine processes spawn).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,19 @@ from pathlib import Path
 
 import pytest
 
-
 pytestmark = pytest.mark.slow
 
 
 def videoqa(*args: str, **popen) -> subprocess.Popen:
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "videoqa.cli.main", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "videoqa.cli.main", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
 
 
 def run_to_end(*args: str, timeout: float = 600) -> str:
@@ -33,10 +39,29 @@ def run_to_end(*args: str, timeout: float = 600) -> str:
 
 def common_args(dataset: Path, models, out: Path, run_id: str, *extra: str) -> list[str]:
     captioner, llm = models
-    return ["run", "--dataset", "egoschema", "--data-root", str(dataset), "--captioner", str(captioner),
-            "--llm", str(llm), "--output-dir", str(out), "--run-id", run_id, "--quiet",
-            "--set", "captioner.max_new_tokens=12", "--set", "answer.chunk_size=1",
-            "--set", "llm.engine_kwargs={enforce_eager: true}", *extra]
+    return [
+        "run",
+        "--dataset",
+        "egoschema",
+        "--data-root",
+        str(dataset),
+        "--captioner",
+        str(captioner),
+        "--llm",
+        str(llm),
+        "--output-dir",
+        str(out),
+        "--run-id",
+        run_id,
+        "--quiet",
+        "--set",
+        "captioner.max_new_tokens=12",
+        "--set",
+        "answer.chunk_size=1",
+        "--set",
+        "llm.engine_kwargs={enforce_eager: true}",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -54,15 +79,25 @@ def finished_run(dataset, tiny_models, tmp_path_factory):
 def test_run_writes_one_prediction_per_question_metrics_and_table(finished_run):
     out, run_dir, log = finished_run
     assert "| egoschema" in log and "run directory:" in log
-    for name in ("config.yaml", "manifest.json", "captions.jsonl", "predictions.jsonl", "failures.jsonl",
-                 "metrics.json", "results.csv", "results.md"):
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "captions.jsonl",
+        "predictions.jsonl",
+        "failures.jsonl",
+        "metrics.json",
+        "results.csv",
+        "results.md",
+    ):
         assert (run_dir / name).is_file(), name
     predictions = read_jsonl(run_dir / "predictions.jsonl")
     assert len(predictions) == 5 and len({p["qid"] for p in predictions}) == 5
     by_qid = {p["qid"]: p for p in predictions}
     assert by_qid["broken-video"]["status"] == "video_failed"
     assert by_qid["broken-video"]["detail"].split(":")[0] in {"not_a_video", "decode_error"}
-    assert by_qid["missing-video"]["status"] == "video_failed" and by_qid["missing-video"]["detail"].startswith("missing")
+    assert by_qid["missing-video"]["status"] == "video_failed" and by_qid["missing-video"]["detail"].startswith(
+        "missing"
+    )
     answered = [p for p in predictions if p["status"] == "ok"]
     assert len(answered) == 3
     assert all(p["pred"] in range(5) and p["pred_letter"] == "ABCDE"[p["pred"]] and p["raw"] for p in answered)
@@ -76,7 +111,9 @@ def test_run_writes_one_prediction_per_question_metrics_and_table(finished_run):
     assert sum(metrics["video_failures"].values()) == 2
     per_video = timing["per_video"]
     assert len(per_video) == 3
-    assert all(v["decode_s"] > 0 and v["caption_s"] > 0 and v["frames"] == round(v["duration_s"]) for v in per_video.values())
+    assert all(
+        v["decode_s"] > 0 and v["caption_s"] > 0 and v["frames"] == round(v["duration_s"]) for v in per_video.values()
+    )
 
     captions = read_jsonl(run_dir / "captions.jsonl")
     assert sorted(len(c["captions"]) for c in captions) == [5, 6, 7]
@@ -117,7 +154,9 @@ def _wait_for(predicate, proc, timeout=300):
     return False
 
 
-def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(finished_run, dataset, tiny_models, tmp_path):
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_result(
+    finished_run, dataset, tiny_models, tmp_path
+):
     out_ref, ref_dir, _ = finished_run
     out = tmp_path / "out"
     args = common_args(dataset, tiny_models, out, "killed")

@@ -1,4 +1,5 @@
 """The run directory: durable appends survive a kill mid-write, a resumed run must match its config."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,9 @@ def config(tmp_path: Path, **update) -> RunConfig:
         dataset=DatasetConfig(name="d", type="jsonl", data_root=str(tmp_path)),
         captioner=CaptionerConfig(name="c", type="precomputed", model="unused"),
         llm=LLMConfig(name="l", model="unused"),
-        output_dir=str(tmp_path / "out"), run_id="r1", **update,
+        output_dir=str(tmp_path / "out"),
+        run_id="r1",
+        **update,
     )
 
 
@@ -48,7 +51,9 @@ def test_failures_keep_the_fingerprint_of_the_file(tmp_path):
 
 def test_resuming_with_another_config_is_refused(tmp_path):
     RunDirectory(config(tmp_path)).prepare()
-    with pytest.raises(UserError, match=r"config\.yaml: run 'r1' exists with a different config \(section 'limit' differs\)"):
+    with pytest.raises(
+        UserError, match=r"config\.yaml: run 'r1' exists with a different config \(section 'limit' differs\)"
+    ):
         RunDirectory(config(tmp_path, limit=3)).prepare()
 
 

@@ -1,22 +1,21 @@
 """SeR inference (captioner/inference.py) and the pipeline adapter (videoqa/captioners/ser.py)."""
+
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
 import torch
 
 from captioner.inference import CaptionResult, first_glance, generate_captions, load_model, refine_once
 from captioner.presets import build_tiny_checkpoint
+from tests.conftest import random_images
 from videoqa.config import CaptionerConfig
+from videoqa.registry import CAPTIONERS
 from videoqa_base.device import dtype_name, resolve_dtype
 from videoqa_base.errors import MissingModelError, UserError
-from videoqa.registry import CAPTIONERS
-from tests.conftest import random_images
 
 PROMPT = "Describe this frame within 50 words"
 
@@ -57,8 +56,9 @@ def test_vit_runs_once_per_image(ser):
     seen = []
     hook = model.vision_tower.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
     try:
-        result = generate_captions(model, processor, images(5), PROMPT, max_new_tokens=6, batch_size=2,
-                                   refine_steps=2, return_initial=True)
+        result = generate_captions(
+            model, processor, images(5), PROMPT, max_new_tokens=6, batch_size=2, refine_steps=2, return_initial=True
+        )
     finally:
         hook.remove()
     assert seen == [2, 2, 1]  # one ViT pass per batch, none for the two refinement passes
@@ -170,7 +170,9 @@ def test_auto_dtype_follows_the_cpu_both_ways(checkpoint, monkeypatch, native_bf
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native_bf16)
     assert device.resolve_dtype("auto", "cpu") == expected
     assert device.resolve_dtype("auto", "cpu", native_bf16=not native_bf16) != expected
-    assert device.resolve_dtype("fp32", "cpu") == torch.float32 and device.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert (
+        device.resolve_dtype("fp32", "cpu") == torch.float32 and device.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    )
     captioner = CAPTIONERS.get("ser")(CaptionerConfig(name="tiny", type="ser", model=str(checkpoint), device="cpu"))
     assert captioner.identity()["dtype"] == dtype_name(expected)
     assert not captioner.loaded  # identity needs no weights

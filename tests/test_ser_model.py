@@ -1,15 +1,15 @@
 """SeR model (captioner/modeling_ser.py, processing_ser.py, presets.py, describe.py) on tiny presets."""
+
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-
 import torch
 
-from captioner.describe import describe_preset, run as describe_run
 from captioner.configuration_ser import SeRConfig
+from captioner.describe import describe_preset
+from captioner.describe import run as describe_run
 from captioner.modeling_ser import SeRForCaptioning
 from captioner.presets import build_tiny_checkpoint, get_config, tiny_tokenizer
 from captioner.processing_ser import IGNORE_INDEX, SeRProcessor, clip_image_processor
@@ -27,10 +27,18 @@ images = random_images
 
 def tiny(preset: str = "tiny-ser", seed: int = 0, **overrides) -> tuple[SeRForCaptioning, SeRProcessor]:
     tokenizer = tiny_tokenizer()
-    config = get_config(preset, text_config={"vocab_size": len(tokenizer)},
-                        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), **overrides)
-    processor = SeRProcessor(clip_image_processor(64), tokenizer, num_image_tokens=config.num_visual_tokens,
-                             max_caption_tokens=config.deeplens_max_caption_tokens)
+    config = get_config(
+        preset,
+        text_config={"vocab_size": len(tokenizer)},
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        **overrides,
+    )
+    processor = SeRProcessor(
+        clip_image_processor(64),
+        tokenizer,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
+    )
     torch.manual_seed(seed)
     return SeRForCaptioning(config).eval(), processor
 
@@ -43,13 +51,21 @@ def ser():
 def test_shapes_through_both_passes(ser):
     model, processor = ser
     config = model.config
-    n, width, lm_dim = config.num_visual_tokens, config.vision_config.hidden_size, config.text_config.word_embed_proj_dim
+    n, width, lm_dim = (
+        config.num_visual_tokens,
+        config.vision_config.hidden_size,
+        config.text_config.word_embed_proj_dim,
+    )
     buffer = model.encode_images(processor.preprocess_images(images(2)))
     assert buffer.first_glance.shape == (2, n, width)  # CLS dropped: 64 px / patch 16 -> 16 tokens
     assert buffer.deeplens.shape == (2, n, 3 * width)  # layers {1, 2, 3} concatenated on channels
     assert model.first_glance_tokens(buffer).shape == (2, n, lm_dim)
     drafts = processor.generation_inputs(2, None, [processor.encode_caption(c) for c in PSEUDO_INITIAL[:2]])
-    assert model.refine_tokens(buffer, drafts["initial_caption_ids"], drafts["initial_caption_mask"]).shape == (2, n, lm_dim)
+    assert model.refine_tokens(buffer, drafts["initial_caption_ids"], drafts["initial_caption_mask"]).shape == (
+        2,
+        n,
+        lm_dim,
+    )
     for initial in (None, PSEUDO_INITIAL):
         batch = processor.build_training_batch(images(3), CAPTIONS, initial)
         out = model(**batch)
@@ -79,7 +95,9 @@ def test_training_batch_layout_and_labels(ser):
         trained = labels != IGNORE_INDEX
         assert labels[trained].tolist() == target and ids[trained].tolist() == target
         assert int((ids == processor.image_token_id).sum()) == processor.num_image_tokens
-        assert mask.sum() == len(processor.prompt_ids(None, processor.encode_caption(PSEUDO_INITIAL[row]))) + len(target)
+        assert mask.sum() == len(processor.prompt_ids(None, processor.encode_caption(PSEUDO_INITIAL[row]))) + len(
+            target
+        )
         draft = processor.encode_caption(PSEUDO_INITIAL[row])
         assert batch["initial_caption_ids"][row, : len(draft)].tolist() == draft
         prompt = ids[mask.bool()].tolist()
@@ -177,8 +195,9 @@ def test_checkpoint_round_trip_and_stage2_start(tmp_path):
     processor.save_pretrained(tmp_path / "again")
     again = SeRForCaptioning.from_pretrained(tmp_path / "again").eval()
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    after = generate_captions(again, SeRProcessor.from_pretrained(tmp_path / "again"), images(3), max_new_tokens=8,
-                              return_initial=True)
+    after = generate_captions(
+        again, SeRProcessor.from_pretrained(tmp_path / "again"), images(3), max_new_tokens=8, return_initial=True
+    )
     assert after == before
     # the same seed builds the same weights
     twin = SeRForCaptioning.from_pretrained(build_tiny_checkpoint(tmp_path / "twin", seed=3))
@@ -198,27 +217,59 @@ def test_from_pretrained_parts(tmp_path):
     from videoqa_base.errors import MissingModelError
 
     torch.manual_seed(0)
-    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                                              num_attention_heads=4, image_size=64, patch_size=16))
+    vision = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=16,
+        )
+    )
     vision.save_pretrained(tmp_path / "clip")
     clip_image_processor(64).save_pretrained(tmp_path / "clip")
     tokenizer = tiny_tokenizer()
-    plain = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, pad_token="<pad>",
-                                    bos_token="</s>", eos_token="</s>", unk_token="<unk>")
+    plain = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer.backend_tokenizer,
+        pad_token="<pad>",
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
     plain.save_pretrained(tmp_path / "opt")
-    lm = OPTForCausalLM(OPTConfig(vocab_size=len(plain), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
-                                  num_attention_heads=4, max_position_embeddings=256, word_embed_proj_dim=32,
-                                  pad_token_id=0, bos_token_id=1, eos_token_id=1))
+    lm = OPTForCausalLM(
+        OPTConfig(
+            vocab_size=len(plain),
+            hidden_size=32,
+            num_hidden_layers=2,
+            ffn_dim=64,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            word_embed_proj_dim=32,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        )
+    )
     lm.save_pretrained(tmp_path / "opt")
 
     processor = SeRProcessor.from_pretrained_parts(tmp_path / "clip", tmp_path / "opt")
-    model = SeRForCaptioning.from_pretrained_parts(tmp_path / "clip", tmp_path / "opt", processor=processor,
-                                                   multilayer_feature_layers=[1, 2, 3], deeplens_config={
-                                                       "model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
-                                                       "num_attention_heads": 4, "intermediate_size": 64})
+    model = SeRForCaptioning.from_pretrained_parts(
+        tmp_path / "clip",
+        tmp_path / "opt",
+        processor=processor,
+        multilayer_feature_layers=[1, 2, 3],
+        deeplens_config={
+            "model_type": "bert",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+        },
+    )
     assert processor.num_image_tokens == 16 and model.config.image_token_id == processor.image_token_id
-    assert torch.equal(model.vision_tower.embeddings.patch_embedding.weight,
-                       vision.embeddings.patch_embedding.weight)
+    assert torch.equal(model.vision_tower.embeddings.patch_embedding.weight, vision.embeddings.patch_embedding.weight)
     assert torch.equal(model.language_model.model.decoder.layers[0].fc1.weight, lm.model.decoder.layers[0].fc1.weight)
     assert model.config.variant == "ser"
     batch = processor.build_training_batch(images(2), CAPTIONS[:2], PSEUDO_INITIAL[:2])
@@ -251,7 +302,10 @@ def test_configuration_stands_alone_with_the_papers_defaults(tmp_path):
 
     config = SeRConfig()  # the defaults are the paper's model
     assert (config.vision_config.model_type, config.text_config.model_type, config.deeplens_config.model_type) == (
-        "clip_vision_model", "opt", "bert")
+        "clip_vision_model",
+        "opt",
+        "bert",
+    )
     assert config.num_visual_tokens == 576 and config.multilayer_feature_layers == [13, 18, 23]
     assert config.vision_layers_used == 23  # the last ViT-L layer is never read
     get_config("tiny-ser-caption-only").save_pretrained(tmp_path)

@@ -1,5 +1,6 @@
 """The synthetic captioning world and `captioner synth-bench`, the miniature of the paper's training
 (run end to end at a reduced size: every stage, every arm, the report layout)."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from videoqa.cli.captioner import main as captioner_main
 from captioner.synth import (
-    COLOURS, CONCEPTS, PATCH_CLASSES, Group, Scene, concept_labels, patch_labels, render_scene, sample_scene,
-    shape_boxes, write_synthetic_dataset,
+    COLOURS,
+    CONCEPTS,
+    PATCH_CLASSES,
+    Group,
+    Scene,
+    concept_labels,
+    patch_labels,
+    render_scene,
+    sample_scene,
+    shape_boxes,
+    write_synthetic_dataset,
 )
+from videoqa.cli.captioner import main as captioner_main
 
 
 def test_captions_describe_the_scene():
@@ -32,7 +42,11 @@ def test_vit_pretraining_labels_are_the_scene_without_its_caption():
     bag = concept_labels(scene)
     assert sum(bag) == 2 and bag[CONCEPTS.index("red circle")] == bag[CONCEPTS.index("blue square")] == 1
     labels = patch_labels(scene)  # 4 x 4 patches of 16 px, row-major
-    assert len(labels) == 16 and sorted(PATCH_CLASSES[i] for i in labels if i) == ["blue square", "red circle", "red circle"]
+    assert len(labels) == 16 and sorted(PATCH_CLASSES[i] for i in labels if i) == [
+        "blue square",
+        "red circle",
+        "red circle",
+    ]
     rows: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
         if label:
@@ -74,13 +88,45 @@ def bench(tmp_path_factory):
     """The whole miniature at a reduced size, through the CLI: 2 seeds, every arm."""
     work = tmp_path_factory.mktemp("bench")
     out = work / "bench.json"
-    code = captioner_main([
-        "synth-bench", "--train-images", "40", "--dev-images", "16", "--test-images", "12", "--seeds", "2",
-        "--vit-images", "64", "--vit-steps", "6", "--lm-scenes", "40", "--lm-steps", "6", "--connector-steps", "3",
-        "--stage1-max-steps", "6", "--check-every", "3", "--arm-steps", "4", "--batch-size", "8",
-        "--max-new-tokens", "10", "--cache-dir", str(work / "cache"), "--json", str(out),
-        "--markdown", str(work / "table.md"),
-    ])
+    code = captioner_main(
+        [
+            "synth-bench",
+            "--train-images",
+            "40",
+            "--dev-images",
+            "16",
+            "--test-images",
+            "12",
+            "--seeds",
+            "2",
+            "--vit-images",
+            "64",
+            "--vit-steps",
+            "6",
+            "--lm-scenes",
+            "40",
+            "--lm-steps",
+            "6",
+            "--connector-steps",
+            "3",
+            "--stage1-max-steps",
+            "6",
+            "--check-every",
+            "3",
+            "--arm-steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--max-new-tokens",
+            "10",
+            "--cache-dir",
+            str(work / "cache"),
+            "--json",
+            str(out),
+            "--markdown",
+            str(work / "table.md"),
+        ]
+    )
     assert code == 0
     return json.loads(out.read_text()), work
 
@@ -89,8 +135,16 @@ def test_replication_report_layout(bench):
     report, work = bench
     arms = report["arms"]
     best = max(("ser_paper", "ser_protected"), key=lambda a: arms[a]["refined"]["CIDEr"]["mean"])
-    assert list(arms) == ["stage1", "control", "ser_paper", "ser_protected", "ser_caption_only",
-                          "ser_multilayer_only", f"{best}+gt-mix", f"{best}+self"]
+    assert list(arms) == [
+        "stage1",
+        "control",
+        "ser_paper",
+        "ser_protected",
+        "ser_caption_only",
+        "ser_multilayer_only",
+        f"{best}+gt-mix",
+        f"{best}+self",
+    ]
     assert report["seeds"] == 2 and report["steps"]["arm"] == 4 and report["steps"]["stage1"] <= 6
     for name, arm in arms.items():
         for part in ("first_glance", "refined"):
@@ -133,7 +187,9 @@ def test_stand_ins_cache_round_trip(bench, tmp_path):
     model = standins.assemble("ser", tokenizer, cached, seed=0)
     for name, tensor in cached.vision.items():
         torch.testing.assert_close(model.vision_tower.state_dict()[name], tensor)
-    assert model.language_model.lm_head.weight.data_ptr() == model.language_model.get_input_embeddings().weight.data_ptr()
+    assert (
+        model.language_model.lm_head.weight.data_ptr() == model.language_model.get_input_embeddings().weight.data_ptr()
+    )
     assert standins.load_cached(tmp_path / "empty") is None
 
 
@@ -149,22 +205,37 @@ def test_stage2_recipe_moves_only_deeplens_and_the_lm():
     config = standins.miniature_config("ser", tokenizer)
     processor = standins.miniature_processor(config, tokenizer)
     torch.manual_seed(0)
-    parts = standins.Pretrained(SeRVisionTower(config.vision_config).state_dict(),
-                                AutoModelForCausalLM.from_config(config.text_config).state_dict(), {})
+    parts = standins.Pretrained(
+        SeRVisionTower(config.vision_config).state_dict(),
+        AutoModelForCausalLM.from_config(config.text_config).state_dict(),
+        {},
+    )
     model = standins.assemble("ser", tokenizer, parts, seed=0)
     scenes = sample_scenes(8, "unit")
     buffer = loop.encode(model, standins.render(processor, scenes))
     first = loop.first_glance_examples(range(8), [s.captions() for s in scenes])
     refine = [loop.Example(e.image, e.caption, "a red circle") for e in first]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    log = loop.train(model, processor, buffer, loop.ARMS["ser_protected"].recipe, first, refine,
-                     steps=2, batch_size=4, lr=1e-2, seed=0)
+    log = loop.train(
+        model,
+        processor,
+        buffer,
+        loop.ARMS["ser_protected"].recipe,
+        first,
+        refine,
+        steps=2,
+        batch_size=4,
+        lr=1e-2,
+        seed=0,
+    )
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"deeplens", "language_model"} and log.steps == 2 and not log.vision_gradient
 
 
 def test_write_data_makes_the_files_the_tiny_configs_read(tmp_path, capsys):
-    assert captioner_main(["synth-bench", "--write-data", str(tmp_path), "--train-images", "6", "--test-images", "2"]) == 0
+    assert (
+        captioner_main(["synth-bench", "--write-data", str(tmp_path), "--train-images", "6", "--test-images", "2"]) == 0
+    )
     data = tmp_path / "data"
     assert len(list((data / "images").glob("*.png"))) == 8
     rows = [json.loads(line) for line in (data / "train_stage2.jsonl").read_text().splitlines()]

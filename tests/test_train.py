@@ -1,5 +1,6 @@
 """Training stages (pretrain / stage 1 / stage 2) on a tiny model and synthetic images:
 the loss goes down, only the stage's parts change, checkpoints resume exactly, configs validate."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from videoqa.cli.captioner import main as captioner_main
 from captioner.train import TrainConfig, load_train_config, train
+from videoqa.cli.captioner import main as captioner_main
 from videoqa_base.config import validate
 from videoqa_base.errors import UserError
 
@@ -45,15 +46,27 @@ def synth_data(tmp_path_factory) -> dict[str, Path]:
 
 def _config(stage: str, model: dict, data: Path, root: Path, out: Path, **training) -> TrainConfig:
     settings = {
-        "output_dir": str(out), "max_steps": 10, "per_device_train_batch_size": 8, "learning_rate": 3e-3,
-        "save_steps": 100, "logging_steps": 1, "dataloader_num_workers": 0, "disable_tqdm": True, "seed": 0,
+        "output_dir": str(out),
+        "max_steps": 10,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 3e-3,
+        "save_steps": 100,
+        "logging_steps": 1,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "seed": 0,
     }
     settings.update(training)
-    return validate(TrainConfig, {
-        "stage": stage, "model": model,
-        "data": {"train": [{"path": str(data), "image_root": str(root)}]},
-        "training": settings,
-    }, "test")
+    return validate(
+        TrainConfig,
+        {
+            "stage": stage,
+            "model": model,
+            "data": {"train": [{"path": str(data), "image_root": str(root)}]},
+            "training": settings,
+        },
+        "test",
+    )
 
 
 def _dataset_loss(model_dir: Path, data: Path, root: Path, with_initial: bool) -> float:
@@ -65,7 +78,8 @@ def _dataset_loss(model_dir: Path, data: Path, root: Path, with_initial: bool) -
     dataset = CaptionDataset(expand_pairs(read_jsonl(data), with_initial=with_initial), root)
     items = [dataset[i] for i in range(len(dataset))]
     batch = processor.build_training_batch(
-        [i["image"] for i in items], [i["caption"] for i in items],
+        [i["image"] for i in items],
+        [i["caption"] for i in items],
         [i["initial_caption"] for i in items] if with_initial else None,
     )
     with torch.no_grad():
@@ -91,21 +105,38 @@ def stages(synth_data, tmp_path_factory):
     dirs = {"init": init}
     results = {}
     # pretrain through the CLI (configs/train/tiny-pretrain.yaml with overrides)
-    code = captioner_main([
-        "train", "--config", str(REPO / "configs/train/tiny-pretrain.yaml"),
-        "--set", f"model.init_from={init}", "--set", "model.preset=null",
-        "--set", f"data.train=[{{path: {data}, image_root: {root}}}]",
-        "--set", f"training.output_dir={work / 'pretrain'}", "--set", "training.max_steps=10",
-        "--set", "training.learning_rate=3e-3", "--set", "training.disable_tqdm=true",
-        "--set", "training.save_steps=100",
-    ])
+    code = captioner_main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs/train/tiny-pretrain.yaml"),
+            "--set",
+            f"model.init_from={init}",
+            "--set",
+            "model.preset=null",
+            "--set",
+            f"data.train=[{{path: {data}, image_root: {root}}}]",
+            "--set",
+            f"training.output_dir={work / 'pretrain'}",
+            "--set",
+            "training.max_steps=10",
+            "--set",
+            "training.learning_rate=3e-3",
+            "--set",
+            "training.disable_tqdm=true",
+            "--set",
+            "training.save_steps=100",
+        ]
+    )
     assert code == 0
     dirs["pretrain"] = work / "pretrain"
-    results["stage1"] = train(_config("stage1", {"init_from": str(dirs["pretrain"]), "trainable": "stage1"},
-                                      data, root, work / "stage1"))
+    results["stage1"] = train(
+        _config("stage1", {"init_from": str(dirs["pretrain"]), "trainable": "stage1"}, data, root, work / "stage1")
+    )
     dirs["stage1"] = work / "stage1"
-    results["stage2"] = train(_config("stage2", {"init_from": str(dirs["stage1"])}, synth_data["stage2"], root,
-                                      work / "stage2"))
+    results["stage2"] = train(
+        _config("stage2", {"init_from": str(dirs["stage1"])}, synth_data["stage2"], root, work / "stage2")
+    )
     dirs["stage2"] = work / "stage2"
     return dirs, results
 
@@ -167,11 +198,27 @@ def test_trained_checkpoint_captions_through_inference(stages, synth_data):
 def test_captioner_eval_captions_and_scores_a_checkpoint(stages, synth_data, tmp_path):
     dirs, _ = stages
     predictions, report = tmp_path / "pred.jsonl", tmp_path / "scores.json"
-    code = captioner_main([
-        "eval", "--model", str(dirs["stage2"]), "--references", str(synth_data["root"] / "test.jsonl"),
-        "--image-root", str(synth_data["root"]), "--predictions", str(predictions), "--json", str(report),
-        "--metrics", "BLEU-4,CIDEr", "--max-new-tokens", "6", "--batch-size", "3",
-    ])
+    code = captioner_main(
+        [
+            "eval",
+            "--model",
+            str(dirs["stage2"]),
+            "--references",
+            str(synth_data["root"] / "test.jsonl"),
+            "--image-root",
+            str(synth_data["root"]),
+            "--predictions",
+            str(predictions),
+            "--json",
+            str(report),
+            "--metrics",
+            "BLEU-4,CIDEr",
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "3",
+        ]
+    )
     assert code == 0
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert [r["id"] for r in rows] == [f"test_{i:05d}" for i in range(4)]
@@ -189,8 +236,16 @@ def test_checkpoint_resumes_exactly(synth_data, tmp_path):
     root, data = synth_data["root"], synth_data["train"]
 
     def config(out):
-        return _config("stage1", {"init_from": str(init), "trainable": "all"}, data, root, out,
-                       max_steps=6, save_steps=3, per_device_train_batch_size=4)
+        return _config(
+            "stage1",
+            {"init_from": str(init), "trainable": "all"},
+            data,
+            root,
+            out,
+            max_steps=6,
+            save_steps=3,
+            per_device_train_batch_size=4,
+        )
 
     straight = train(config(tmp_path / "straight"))
     stopped = train(config(tmp_path / "resumed"), stop_after_steps=3)
@@ -209,15 +264,21 @@ def test_checkpoint_resumes_exactly(synth_data, tmp_path):
 
 def test_config_errors_name_file_and_key(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("stage: stage3\nmodel: {preset: tiny-ser}\ndata: {train: [{path: x.jsonl}]}\n"
-                    "training: {output_dir: o, learning_rate: 1e-3}\n")
+    path.write_text(
+        "stage: stage3\nmodel: {preset: tiny-ser}\ndata: {train: [{path: x.jsonl}]}\n"
+        "training: {output_dir: o, learning_rate: 1e-3}\n"
+    )
     with pytest.raises(UserError, match=r"bad.yaml: field 'stage'"):
         load_train_config(path)
-    path.write_text("stage: stage1\nmodel: {preset: tiny-ser}\ndata: {train: [{path: x.jsonl}]}\ntraining: {output_dir: o}\n")
+    path.write_text(
+        "stage: stage1\nmodel: {preset: tiny-ser}\ndata: {train: [{path: x.jsonl}]}\ntraining: {output_dir: o}\n"
+    )
     with pytest.raises(UserError, match=r"field 'training.learning_rate'"):
         load_train_config(path)
-    path.write_text("stage: stage1\nmodel: {preset: tiny-ser, init_from: x}\ndata: {train: [{path: x.jsonl}]}\n"
-                    "training: {output_dir: o, learning_rate: 1e-3}\n")
+    path.write_text(
+        "stage: stage1\nmodel: {preset: tiny-ser, init_from: x}\ndata: {train: [{path: x.jsonl}]}\n"
+        "training: {output_dir: o, learning_rate: 1e-3}\n"
+    )
     with pytest.raises(UserError, match="exactly one of model.init_from"):
         load_train_config(path)
     with pytest.raises(UserError, match="learning_rate"):  # --set overrides are validated too
@@ -243,7 +304,9 @@ def test_paper_configs_validate_with_the_paper_settings():
 
 
 def test_missing_init_checkpoint_and_missing_data_are_user_errors(tmp_path, synth_data):
-    config = _config("stage1", {"init_from": str(tmp_path / "nope")}, synth_data["train"], synth_data["root"], tmp_path / "o")
+    config = _config(
+        "stage1", {"init_from": str(tmp_path / "nope")}, synth_data["train"], synth_data["root"], tmp_path / "o"
+    )
     with pytest.raises(UserError, match="not a SeR checkpoint directory"):
         train(config)
     config = _config("stage2", {"preset": "tiny-ser"}, synth_data["train"], synth_data["root"], tmp_path / "o")
@@ -258,22 +321,41 @@ def test_pretrain_from_pretrained_parts_trains_the_connector(tmp_path, synth_dat
     from captioner.presets import tiny_tokenizer
 
     torch.manual_seed(0)
-    CLIPVisionModel(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4, image_size=64,
-        patch_size=16, projection_dim=32,
-    )).save_pretrained(tmp_path / "clip")
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=64,
+            patch_size=16,
+            projection_dim=32,
+        )
+    ).save_pretrained(tmp_path / "clip")
     tokenizer = tiny_tokenizer()
-    OPTForCausalLM(OPTConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
-        word_embed_proj_dim=32, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=1,
-    )).half().save_pretrained(tmp_path / "opt")  # hub OPT weights are fp16: training must still be fp32
+    OPTForCausalLM(
+        OPTConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            ffn_dim=64,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            max_position_embeddings=512,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
+        )
+    ).half().save_pretrained(tmp_path / "opt")  # hub OPT weights are fp16: training must still be fp32
     tokenizer.save_pretrained(tmp_path / "opt")
     model = {
-        "vision_tower": str(tmp_path / "clip"), "language_model": str(tmp_path / "opt"),
+        "vision_tower": str(tmp_path / "clip"),
+        "language_model": str(tmp_path / "opt"),
         "config": {"refine": False, "connector_depth": 4, "multilayer_feature_layers": [1, 2, 3]},
     }
-    config = _config("pretrain", model, synth_data["train"], synth_data["root"], tmp_path / "out",
-                     max_steps=8, learning_rate=1e-2)
+    config = _config(
+        "pretrain", model, synth_data["train"], synth_data["root"], tmp_path / "out", max_steps=8, learning_rate=1e-2
+    )
     result = train(config)
     assert result.finished and result.trainable["language_model"] == 0 and result.trainable["connector"] > 0
     weights = _weights(tmp_path / "out")
@@ -346,8 +428,14 @@ def test_stage2_can_mix_first_glance_pairs_into_every_batch(stages, synth_data, 
     from captioner.train import CaptionCollator, build_dataset
 
     dirs, _ = stages
-    config = _config("stage2", {"init_from": str(dirs["stage1"])}, synth_data["stage2"], synth_data["root"],
-                     tmp_path / "mixed", max_steps=3)
+    config = _config(
+        "stage2",
+        {"init_from": str(dirs["stage1"])},
+        synth_data["stage2"],
+        synth_data["root"],
+        tmp_path / "mixed",
+        max_steps=3,
+    )
     config.data.first_glance_fraction = 0.5
     dataset = build_dataset(config.data, "stage2")
     kinds = [item.initial_caption is None for item in dataset.pairs]

@@ -1,8 +1,8 @@
 from pathlib import Path
 
+from videoqa.answering.transcript import build_transcript
 from videoqa.scoring.qa_metrics import score
 from videoqa.scoring.tables import result_row, write_table
-from videoqa.answering.transcript import build_transcript
 from videoqa.types import Answer, Caption, Question, VideoCaptions
 
 
@@ -18,14 +18,25 @@ def test_transcript_uses_the_second_a_frame_falls_in():
 
 
 def _q(qid, answer, category=None):
-    return Question(qid, qid, Path(f"{qid}.mp4"), "q?", ("a", "b", "c", "d", "e"), answer, {"category": category} if category else {})
+    return Question(
+        qid,
+        qid,
+        Path(f"{qid}.mp4"),
+        "q?",
+        ("a", "b", "c", "d", "e"),
+        answer,
+        {"category": category} if category else {},
+    )
 
 
 def test_score_counts_failures_as_wrong_and_reports_them():
     questions = [_q("1", 0, "x"), _q("2", 1, "x"), _q("3", 2, "y"), _q("4", 3, "y"), _q("5", None)]
     answers = [
-        Answer("1", 0, "A"), Answer("2", 2, "C"), Answer("3", None, "zzz", status="invalid"),
-        Answer("4", None, "", status="video_failed"), Answer("5", 4, "E"),
+        Answer("1", 0, "A"),
+        Answer("2", 2, "C"),
+        Answer("3", None, "zzz", status="invalid"),
+        Answer("4", None, "", status="video_failed"),
+        Answer("5", 4, "E"),
     ]
     m = score(questions, answers)
     assert m["questions"] == 5 and m["labelled"] == 4 and m["correct"] == 1

@@ -1,6 +1,7 @@
 """Variable-frame-rate videos are sampled by real time, not by frame index."""
-import imageio_ffmpeg
+
 import ffmpeg
+import imageio_ffmpeg
 import numpy as np
 import pytest
 

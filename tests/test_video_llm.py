@@ -1,5 +1,6 @@
 """Native video-LLM answering with a tiny random Qwen2.5-VL (frames as an image sequence, answers
 constrained to the option letters), the over-long frame policy, and the vLLM request building."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,14 @@ def qwen_dir(tmp_path_factory) -> Path:
 
 
 def backend_for(model: Path, **fields) -> TransformersVideoBackend:
-    config = LLMConfig(name="tiny-video", backend="transformers-video", model=str(model), dtype="float32",
-                       engine_kwargs={"device": "cpu"}, **fields)
+    config = LLMConfig(
+        name="tiny-video",
+        backend="transformers-video",
+        model=str(model),
+        dtype="float32",
+        engine_kwargs={"device": "cpu"},
+        **fields,
+    )
     return LLM_BACKENDS.get("transformers-video")(config)
 
 
@@ -80,7 +87,12 @@ def test_frames_reach_the_model_as_an_image_sequence_with_times(backend, questio
     prompt = VideoPrompt(frames, [0.5, 1.5, 2.5], question_text(questions[0]), questions[0].letters)
     text = backend.prompt_text(prompt)
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 3
-    assert text.index("0.5s:") < text.index("1.5s:") < text.index("2.5s:") < text.index("Question: What is the person doing?")
+    assert (
+        text.index("0.5s:")
+        < text.index("1.5s:")
+        < text.index("2.5s:")
+        < text.index("Question: What is the person doing?")
+    )
     assert "E. walking\nAnswer with the option's letter" in text
     prepared = backend.prepare(prompt)
     assert prepared.tokens == prepared.payload["input_ids"].shape[1]
@@ -93,7 +105,9 @@ def test_frame_cap_and_pixel_cap(backend, questions):
     assert answers[0].status == "ok" and timing["frames"] == 2
     frames = np.zeros((2, 64, 96, 3), np.uint8)
     capped = cap_pixels(frames, 1536)
-    assert capped.shape[1] * capped.shape[2] <= 1536 and capped.shape[2] / capped.shape[1] == pytest.approx(1.5, rel=0.05)
+    assert capped.shape[1] * capped.shape[2] <= 1536 and capped.shape[2] / capped.shape[1] == pytest.approx(
+        1.5, rel=0.05
+    )
     assert cap_pixels(frames, None) is frames and cap_pixels(frames, 96 * 64) is frames
 
 
@@ -144,7 +158,11 @@ def test_vllm_video_request(qwen_dir, questions):
     assert request["prompt"].endswith("directly.<|im_end|>\n<|im_start|>assistant\n")
     video, metadata = request["multi_modal_data"]["video"]
     assert video.shape == (5, 56, 84, 3) and video.dtype == np.uint8
-    assert metadata["fps"] == 1.0 and metadata["frames_indices"] == [0, 1, 2, 3, 4] and metadata["do_sample_frames"] is False
+    assert (
+        metadata["fps"] == 1.0
+        and metadata["frames_indices"] == [0, 1, 2, 3, 4]
+        and metadata["do_sample_frames"] is False
+    )
     # 5 frames -> 3 temporal patches of 2, each 4x6 patches merged 2x2 -> 6 tokens
     assert video_tokens(inputs, 5, 56, 84) == 3 * 6
     text_only = len(inputs.tokenizer.encode(request["prompt"], add_special_tokens=False)) - 1

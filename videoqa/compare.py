@@ -5,6 +5,7 @@ is started once and answers for every captioner. The comparison lands in
 outputs/<dataset>/compare/<id>/ as CSV, Markdown and LaTeX, plus a PNG of accuracy against time
 (bubble area ~ parameters).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,13 @@ class CompareResult:
 
 
 def compare(
-    dataset: str, captioners: list[str], llm: str | None = None, overrides: list[str] = (),
-    compare_id: str | None = None, progress: bool = True, video_llms: list[str] = (),
+    dataset: str,
+    captioners: list[str],
+    llm: str | None = None,
+    overrides: list[str] = (),
+    compare_id: str | None = None,
+    progress: bool = True,
+    video_llms: list[str] = (),
 ) -> CompareResult:
     if len(set(captioners)) != len(captioners) or not captioners:
         raise UserError(f"--captioners: expected distinct names, got {captioners}")
@@ -53,7 +59,9 @@ def compare(
     shared = [o for o in overrides if not o.startswith("llm.")]
     video_configs = [
         load_run_config(
-            dataset=dataset, captioner=captioners[0], llm=v,
+            dataset=dataset,
+            captioner=captioners[0],
+            llm=v,
             overrides=[*shared, f"run_id=compare-{compare_id}", "answerer=video-llm"],
         )
         for v in video_llms
@@ -61,7 +69,9 @@ def compare(
     names = [c.captioner.name for c in configs]
     if len(set(names)) != len(names):
         raise UserError(f"--captioners: two captioners share a name ({names}); set captioner.name to tell them apart")
-    llm = LazyLLM(configs[0].llm, None, load=get_executor(configs[0]).load_backend)  # one engine answers for every captioner
+    llm = LazyLLM(
+        configs[0].llm, None, load=get_executor(configs[0]).load_backend
+    )  # one engine answers for every captioner
     runs_of = [VideoQA(config, progress=progress, llm=llm) for config in configs]
     questions = runs_of[0].questions()
     for vq in runs_of:
@@ -86,7 +96,12 @@ def compare(
     table = write_comparison(rows, directory)
     write_json(
         directory / "manifest.json",
-        {"captioners": names, "llm": configs[0].llm.model_dump(), "runs": [str(r.run_dir) for r in runs], "environment": env},
+        {
+            "captioners": names,
+            "llm": configs[0].llm.model_dump(),
+            "runs": [str(r.run_dir) for r in runs],
+            "environment": env,
+        },
     )
     return CompareResult(directory, table, runs)
 

@@ -4,6 +4,7 @@ configs/run.yaml holds the run defaults; `--captioner`, `--llm` and `--dataset` 
 configs/captioners/, configs/llms/, configs/datasets/ (or a local model directory), and
 `--set a.b=value` overrides any field. Every run writes the resolved config beside its outputs.
 """
+
 from __future__ import annotations
 
 import json
@@ -186,7 +187,9 @@ def _from_model_dir(kind: str, path: Path) -> dict[str, Any]:
     if kind == "llms":  # a VLM answers from frames (answerer video-llm); on CPU through transformers
         return {"name": name, "backend": "transformers-video" if vision else "vllm", "model": str(path.resolve())}
     if model_type != "ser" and not vision:
-        raise UserError(f"{config_json}: field 'model_type': expected 'ser' or a vision-language model, got {model_type!r}")
+        raise UserError(
+            f"{config_json}: field 'model_type': expected 'ser' or a vision-language model, got {model_type!r}"
+        )
     return {"name": name, "type": "ser" if model_type == "ser" else "hf-vlm", "model": str(path.resolve())}
 
 
@@ -206,9 +209,12 @@ def load_run_config(
     if not llm:
         raise UserError(f"{base}: field 'llm': no default LLM and none given with --llm")
     sources = {}
-    for kind, section, ref in (("datasets", "dataset", dataset), ("captioners", "captioner", captioner), ("llms", "llm", llm)):
+    for kind, section, ref in (
+        ("datasets", "dataset", dataset),
+        ("captioners", "captioner", captioner),
+        ("llms", "llm", llm),
+    ):
         data[section], sources[section] = resolve_component(kind, ref)
     apply_overrides(data, overrides)
     where = f"{base} (+ {', '.join(sources.values())}{' + --set' if overrides else ''})"
     return validate(RunConfig, data, where)
-

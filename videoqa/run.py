@@ -14,12 +14,13 @@ module only decides what still needs doing and hands it to them. The run directo
 (videoqa.rundir) makes a run resumable: a re-run of the same `--run-id` retries what can pass
 now (`llm_failed` answers, videos whose file appeared or changed) and redoes nothing else.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -94,7 +95,11 @@ class VideoQA:
     """One run: its config, its run directory, its captioner and LLM (built lazily, or injected)."""
 
     def __init__(
-        self, config: RunConfig, *, progress: bool = True, captioner: Captioner | None = None,
+        self,
+        config: RunConfig,
+        *,
+        progress: bool = True,
+        captioner: Captioner | None = None,
         llm: LLMBackend | LazyLLM | None = None,
     ):
         self.run_dir = RunDirectory(config)
@@ -138,12 +143,19 @@ class VideoQA:
             videos = {q.video_id for q in questions}
             earlier = {vid: f for vid, f in self.run_dir.recorded_failures().items() if vid in videos}
             return CaptionResult(
-                {}, earlier, {"caption_s": 0.0, "decode_s": 0.0},
-                {"type": "video-llm", "frames": self.config.video_llm.model_dump()}, video_llm_parameters(self.config.llm),
+                {},
+                earlier,
+                {"caption_s": 0.0, "decode_s": 0.0},
+                {"type": "video-llm", "frames": self.config.video_llm.model_dump()},
+                video_llm_parameters(self.config.llm),
             )
         captioned = self.executor.caption_videos(
-            self.config, self.captioner, unique_videos(questions), known_failures=self.run_dir.recorded_failures(),
-            on_failure=lambda failure: self.run_dir.append_failures([failure]), progress=self.progress,
+            self.config,
+            self.captioner,
+            unique_videos(questions),
+            known_failures=self.run_dir.recorded_failures(),
+            on_failure=lambda failure: self.run_dir.append_failures([failure]),
+            progress=self.progress,
             collect=self.llm.backend is None,
         )
         self.retries["videos"] = len(captioned.retried_videos)
@@ -216,7 +228,8 @@ class VideoQA:
         metrics["timing"] = captioned.timing | {
             "answer_s": self.answer_s,
             "llm_startup_s": self.llm.startup_s,
-            "video_seconds": captioned.timing.get("video_seconds") or sum(vc.duration for vc in captioned.captions.values()),
+            "video_seconds": captioned.timing.get("video_seconds")
+            or sum(vc.duration for vc in captioned.captions.values()),
         }
         metrics["retries"] = dict(self.retries)
         metrics["video_failures"] = {

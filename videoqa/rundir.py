@@ -15,13 +15,15 @@ outputs/<dataset>/<captioner>__<llm>/<run-id>/
 Resume keeps what cannot change and retries what can pass now: answers that are `llm_failed`
 (a server that was down may be up), and videos whose file appeared or changed since it failed.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 
@@ -39,8 +41,10 @@ PLACEMENT = frozenset({"executor", "ray"})  # config sections a resumed run may 
 def run_path(config: RunConfig) -> Path:
     """Where a run with this config (and run id) lives."""
     return (
-        Path(config.output_dir) / safe_name(config.dataset.name)
-        / f"{safe_name(config.captioner.name)}__{safe_name(config.llm.name)}" / safe_name(config.run_id or "")
+        Path(config.output_dir)
+        / safe_name(config.dataset.name)
+        / f"{safe_name(config.captioner.name)}__{safe_name(config.llm.name)}"
+        / safe_name(config.run_id or "")
     )
 
 
@@ -115,7 +119,12 @@ class RunDirectory:
         for r in read_records(self.file("predictions.jsonl")):
             try:
                 answers[r["qid"]] = Answer(
-                    r["qid"], r["pred"], r["raw"], r["status"], r.get("detail", ""), r.get("prompt_tokens"),
+                    r["qid"],
+                    r["pred"],
+                    r["raw"],
+                    r["status"],
+                    r.get("detail", ""),
+                    r.get("prompt_tokens"),
                     r.get("choice_logprobs") or {},
                 )
             except (KeyError, TypeError):
@@ -143,7 +152,9 @@ class RunDirectory:
     # ------------------------------------------------------------------ durable appends
 
     def append_answers(self, questions: Sequence[Question], answers: Sequence[Answer]) -> None:
-        append_jsonl(self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)])
+        append_jsonl(
+            self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)]
+        )
 
     def append_failures(self, failures: Sequence[VideoFailure]) -> None:
         append_jsonl(self.file("failures.jsonl"), [asdict(f) for f in failures])
@@ -151,14 +162,23 @@ class RunDirectory:
     # ------------------------------------------------------------------ final files
 
     def write_results(
-        self, questions: Sequence[Question], answers: Sequence[Answer], captions: Iterable[VideoCaptions],
-        failures: Iterable[VideoFailure], metrics: dict[str, Any],
+        self,
+        questions: Sequence[Question],
+        answers: Sequence[Answer],
+        captions: Iterable[VideoCaptions],
+        failures: Iterable[VideoFailure],
+        metrics: dict[str, Any],
     ) -> None:
         """The append logs become the final, ordered, de-duplicated files."""
-        write_jsonl(self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)])
+        write_jsonl(
+            self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)]
+        )
         write_jsonl(
             self.file("captions.jsonl"),
-            ({"video_id": vc.video_id, "duration": vc.duration, "captions": to_jsonable(vc.captions)} for vc in captions),
+            (
+                {"video_id": vc.video_id, "duration": vc.duration, "captions": to_jsonable(vc.captions)}
+                for vc in captions
+            ),
         )
         write_jsonl(self.file("failures.jsonl"), (asdict(f) for f in failures))
         write_json(self.file("metrics.json"), metrics)

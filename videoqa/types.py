@@ -2,6 +2,7 @@
 
 video -> FrameBatch -> VideoCaptions -> transcript (str) -> Answer -> metrics -> tables
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,4 +80,6 @@ class VideoFailure:
     path: str
     reason: str  # short machine-readable reason: missing | not_a_video | zero_frames | decode_error
     message: str
-    fingerprint: str = ""  # the file's state when it failed ("absent" or a content hash): resume retries it if it changes
+    fingerprint: str = (
+        ""  # the file's state when it failed ("absent" or a content hash): resume retries it if it changes
+    )

@@ -15,12 +15,14 @@ The backoff (`map_in_batches`): on such an error the batch is retried at half it
 item; a single item that still does not fit raises the error. The smaller size is kept for the
 rest of the call (memory pressure rarely goes away), and `on_backoff` lets callers keep it longer.
 """
+
 from __future__ import annotations
 
 import gc
 import logging
 import sys
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def map_in_batches(
         out_of_memory = False
         try:
             batch_results = run_batch(batch)
-        except Exception as error:  # noqa: BLE001 - only out-of-memory errors are handled
+        except Exception as error:  # only out-of-memory errors are handled
             if len(batch) == 1 or not is_out_of_memory(error):
                 raise
             out_of_memory = True

@@ -1,11 +1,12 @@
 """Facts about a checkpoint read from its files, without loading a tensor."""
+
 from __future__ import annotations
 
 import json
 import math
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def safetensors_parameter_count(files: Sequence[Path], prefix: str = "") -> int:
@@ -16,7 +17,11 @@ def safetensors_parameter_count(files: Sequence[Path], prefix: str = "") -> int:
         with open(file, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             header = json.loads(handle.read(length))
-        total += sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__" and key.startswith(prefix))
+        total += sum(
+            math.prod(entry["shape"])
+            for key, entry in header.items()
+            if key != "__metadata__" and key.startswith(prefix)
+        )
     return total
 
 

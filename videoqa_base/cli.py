@@ -1,8 +1,9 @@
 """What every command line shares: user-fixable errors become one line, not a traceback."""
+
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from videoqa_base.errors import UserError
 

@@ -2,6 +2,7 @@
 
 Shared by the run configs (videoqa.config) and the training configs (captioner.train).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

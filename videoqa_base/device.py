@@ -3,6 +3,7 @@
 Tests must not assume the answer (it depends on the host CPU): they compare against these
 functions and force each branch with `native_bf16=`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,14 @@ import torch
 from videoqa_base.errors import UserError
 
 DTYPE_NAMES = {
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-    "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
 }
 
 

@@ -1,4 +1,5 @@
 """Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
 from __future__ import annotations
 
 
@@ -12,8 +13,7 @@ class MissingModelError(UserError):
     def __init__(self, what: str, ref: str, hint: str | None = None):
         if hint is None:
             hint = (
-                f"download it with `huggingface-cli download {ref}` (or `hf download {ref}`) "
-                f"or pass a local directory"
+                f"download it with `huggingface-cli download {ref}` (or `hf download {ref}`) or pass a local directory"
                 if "/" in ref and not ref.startswith(("/", ".", "~"))
                 else "pass an existing local model directory"
             )

@@ -5,12 +5,14 @@ Readers skip blank lines and return each object with its 1-based line number, so
 validating fields can name the offending line ("line 3.captions"). Files are UTF-8; non-ASCII text
 is written as is (not as \\u escapes).
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from videoqa_base.errors import AnnotationError, UserError
 

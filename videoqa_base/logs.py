@@ -13,6 +13,7 @@ progress bars (`progress_bar(...)` puts them there), and warnings of our own log
     with quiet_third_party(run_dir / "run.log", verbose=args.verbose):
         result = VideoQA(config).run()
 """
+
 from __future__ import annotations
 
 import io
@@ -21,10 +22,11 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -32,8 +34,23 @@ from videoqa_base.errors import UserError
 
 # Libraries whose loggers talk at start-up; their records go to the log file while quiet.
 THIRD_PARTY_LOGGERS = (
-    "vllm", "transformers", "torch", "ray", "urllib3", "httpx", "httpcore", "filelock", "huggingface_hub",
-    "accelerate", "tokenizers", "openai", "PIL", "matplotlib", "numba", "triton", "py.warnings",
+    "vllm",
+    "transformers",
+    "torch",
+    "ray",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "filelock",
+    "huggingface_hub",
+    "accelerate",
+    "tokenizers",
+    "openai",
+    "PIL",
+    "matplotlib",
+    "numba",
+    "triton",
+    "py.warnings",
 )
 # Our own packages: their warnings are for the user, so they are echoed on the terminal as well.
 OUR_LOGGERS = ("videoqa", "captioner", "videoqa_base")
@@ -93,8 +110,10 @@ def _terminal_stream(stream: TextIO | None, fd: int, saved_fd: int) -> TextIO:
     if not through_fd:
         return stream
     return io.TextIOWrapper(
-        io.FileIO(saved_fd, "w", closefd=False), encoding=getattr(stream, "encoding", None) or "utf-8",
-        errors="backslashreplace", line_buffering=True,
+        io.FileIO(saved_fd, "w", closefd=False),
+        encoding=getattr(stream, "encoding", None) or "utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
     )
 
 

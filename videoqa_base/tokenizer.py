@@ -4,9 +4,11 @@ Byte-level: every byte is in the initial alphabet, so any text encodes and nothi
 Training is deterministic: the same corpus, vocabulary size and special tokens give the same
 vocabulary and merges, which the tiny checkpoint fixtures rely on.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def train_bpe_tokenizer(
@@ -31,8 +33,10 @@ def train_bpe_tokenizer(
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(special_tokens),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     backend.train_from_iterator(list(corpus), trainer)
     if prepend_token is not None:

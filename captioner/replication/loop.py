@@ -23,13 +23,14 @@ the ground truth as a draft, i.e. stage 2 is not restricted to pure correction p
 stage-1 objective in the mix is the plainest way to stop the shared LM from drifting (issue 10 (b)).
 The connector stays frozen (Tab. 15: DeepLens + LM), so the first-glance half trains the LM only.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -91,7 +92,9 @@ class Sampler:
 
 def batch_loss(model, processor, buffer, examples: Sequence[Example], refine: bool) -> torch.Tensor:
     """The model's token-mean cross-entropy on one batch (refinement rows read their draft)."""
-    batch = processor.build_text_batch([e.caption for e in examples], [e.initial or "" for e in examples] if refine else None)
+    batch = processor.build_text_batch(
+        [e.caption for e in examples], [e.initial or "" for e in examples] if refine else None
+    )
     rows = torch.tensor([e.image for e in examples])
     return model(vision_buffer=buffer.select(rows), **batch).loss
 
@@ -108,9 +111,22 @@ class TrainLog:
     stopped_early: bool = False
 
 
-def train(model, processor, buffer, recipe: Recipe, first: Sequence[Example], refine: Sequence[Example], *,
-          steps: int, batch_size: int, lr: float, seed: int, schedule: str = "cosine",
-          check: Callable[[int], bool] | None = None, check_every: int = 0) -> TrainLog:
+def train(
+    model,
+    processor,
+    buffer,
+    recipe: Recipe,
+    first: Sequence[Example],
+    refine: Sequence[Example],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    schedule: str = "cosine",
+    check: Callable[[int], bool] | None = None,
+    check_every: int = 0,
+) -> TrainLog:
     """`steps` optimiser steps of `recipe` (in place). `check(step)` returning True stops early."""
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import get_scheduler
@@ -121,15 +137,23 @@ def train(model, processor, buffer, recipe: Recipe, first: Sequence[Example], re
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=math.ceil(0.03 * steps), num_training_steps=steps)
     n_refine = round(batch_size * recipe.refine_fraction)
-    parts = [(n, Sampler(examples, seed + k), k == 1) for k, (n, examples) in
-             enumerate(((batch_size - n_refine, first), (n_refine, refine))) if n]
+    parts = [
+        (n, Sampler(examples, seed + k), k == 1)
+        for k, (n, examples) in enumerate(((batch_size - n_refine, first), (n_refine, refine)))
+        if n
+    ]
     started = time.perf_counter()
     model.train()
     for step in range(steps):
         counter = FlopCounterMode(display=False) if step == 0 else None
         with counter if counter is not None else contextlib.nullcontext():
-            loss = sum(n * batch_loss(model, processor, buffer, sampler.take(n), is_refine)
-                       for n, sampler, is_refine in parts) / batch_size
+            loss = (
+                sum(
+                    n * batch_loss(model, processor, buffer, sampler.take(n), is_refine)
+                    for n, sampler, is_refine in parts
+                )
+                / batch_size
+            )
             loss.backward()
         if counter is not None:
             log.flops = float(counter.get_total_flops()) * steps
@@ -159,8 +183,9 @@ def first_glance_examples(images: Sequence[int], captions: Sequence[Sequence[str
     return [Example(i, c) for i, caps in zip(images, captions) for c in caps]
 
 
-def refinement_examples(images: Sequence[int], captions: Sequence[Sequence[str]],
-                        drafts: Sequence[Sequence[Sequence[str]]]) -> list[Example]:
+def refinement_examples(
+    images: Sequence[int], captions: Sequence[Sequence[str]], drafts: Sequence[Sequence[Sequence[str]]]
+) -> list[Example]:
     """(image, draft, GT caption): `drafts[k][j]` are the pseudo-initial captions of `captions[k][j]`."""
     return [Example(i, c, d) for i, caps, ds in zip(images, captions, drafts) for c, dd in zip(caps, ds) for d in dd]
 

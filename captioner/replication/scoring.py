@@ -9,13 +9,15 @@ and `refine_once`) over the cached ViT features. Scores, x100 as papers print th
 * exact match: the caption equals one of the references (every count, colour, shape, position right);
 * fixes / breaks: images whose refined caption is an exact match where its draft was not, and the reverse.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import re
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -27,8 +29,15 @@ def normalise(text: str) -> str:
 
 
 @torch.inference_mode()
-def caption_ids(model, processor, buffer, drafts: Sequence[Sequence[int]] | None = None, *, max_new_tokens: int = 24,
-                chunk: int = 128) -> list[list[int]]:
+def caption_ids(
+    model,
+    processor,
+    buffer,
+    drafts: Sequence[Sequence[int]] | None = None,
+    *,
+    max_new_tokens: int = 24,
+    chunk: int = 128,
+) -> list[list[int]]:
     """Greedy first glance (no drafts) or one refinement pass over `drafts`, for every buffered image."""
     from captioner.inference import first_glance, refine_once
 
@@ -62,8 +71,11 @@ def corpus_scores(captions: Sequence[str], references: Sequence[Sequence[str]]) 
         bleu, _ = Bleu(4).compute_score(refs, hyps)
         cider, _ = Cider().compute_score(refs, hyps)
     hits = exact(captions, references)
-    return {"CIDEr": round(100 * float(cider), 2), "BLEU-4": round(100 * float(bleu[3]), 2),
-            "exact_match": round(100 * sum(hits) / max(1, len(hits)), 2)}
+    return {
+        "CIDEr": round(100 * float(cider), 2),
+        "BLEU-4": round(100 * float(bleu[3]), 2),
+        "exact_match": round(100 * sum(hits) / max(1, len(hits)), 2),
+    }
 
 
 def fixes_breaks(drafts: Sequence[str], refined: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[int, int]:
@@ -92,7 +104,8 @@ def aggregate(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["fixes"] = sum(run["fixes"] for run in per_seed)
     out["breaks"] = sum(run["breaks"] for run in per_seed)
     out["train"] = {
-        "steps": per_seed[0]["train"]["steps"], "batch_size": per_seed[0]["train"]["batch_size"],
+        "steps": per_seed[0]["train"]["steps"],
+        "batch_size": per_seed[0]["train"]["batch_size"],
         "flops": mean_sd([run["train"]["flops"] for run in per_seed])["mean"],
         "seconds": mean_sd([run["train"]["seconds"] for run in per_seed]),
         "trainable": per_seed[0]["train"]["trainable"],
@@ -111,9 +124,11 @@ def _cell(scores: dict[str, Any] | None, name: str) -> str:
 
 def markdown_table(report: dict[str, Any]) -> str:
     """One row per arm (stage 1 first): held-out scores mean ± sd over seeds."""
-    header = ("| arm | first glance CIDEr | refined CIDEr | refined BLEU-4 | refined exact % "
-              "| refines stage-1 drafts: CIDEr | fixes / breaks (own drafts) | fixes / breaks (stage-1 drafts) "
-              "| train FLOPs |")
+    header = (
+        "| arm | first glance CIDEr | refined CIDEr | refined BLEU-4 | refined exact % "
+        "| refines stage-1 drafts: CIDEr | fixes / breaks (own drafts) | fixes / breaks (stage-1 drafts) "
+        "| train FLOPs |"
+    )
     lines = [header, "|" + "---|" * 9]
     for name, arm in report["arms"].items():
         stage1 = arm.get("refine_stage1_drafts") or {}

@@ -20,13 +20,15 @@ Layer choice mirrors LLaVA-1.5 / the paper on a 24-layer ViT: the first glance r
 penultimate layer (-2, layer 5 of 6); DeepLens reads layers {3, 4, 5}, the paper's {13, 18, 23}
 scaled to 6 layers.
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,17 +38,37 @@ from captioner.synth import COLOURS
 # Sizes of the miniature (SeRConfig fields); the variant switches of Tab. 3 come from the preset.
 MINIATURE_SIZES: dict[str, Any] = {
     "vision_config": dict(
-        hidden_size=48, intermediate_size=96, num_hidden_layers=6, num_attention_heads=4,
-        image_size=64, patch_size=16, projection_dim=48, hidden_act="quick_gelu",
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        image_size=64,
+        patch_size=16,
+        projection_dim=48,
+        hidden_act="quick_gelu",
     ),
     "text_config": dict(
-        hidden_size=64, num_hidden_layers=2, ffn_dim=128, num_attention_heads=4, max_position_embeddings=128,
-        word_embed_proj_dim=64, do_layer_norm_before=True, pad_token_id=0, bos_token_id=1, eos_token_id=1,
-        dropout=0.0, attention_dropout=0.0,
+        hidden_size=64,
+        num_hidden_layers=2,
+        ffn_dim=128,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        word_embed_proj_dim=64,
+        do_layer_norm_before=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        dropout=0.0,
+        attention_dropout=0.0,
     ),
     "deeplens_config": dict(
-        hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96, vocab_size=1,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        vocab_size=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     ),
     "vision_feature_layer": -2,
     "multilayer_feature_layers": [3, 4, 5],
@@ -69,8 +91,13 @@ def world_tokenizer():
     from videoqa_base.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer(
-        TINY_TOKENIZER_CORPUS + vocabulary_text(), VOCAB_SIZE, SPECIAL_TOKENS,
-        pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>",
+        TINY_TOKENIZER_CORPUS + vocabulary_text(),
+        VOCAB_SIZE,
+        SPECIAL_TOKENS,
+        pad_token="<pad>",
+        bos_token="</s>",
+        eos_token="</s>",
+        unk_token="<unk>",
         extra_special_tokens={"image_token": IMAGE_TOKEN},
     )
 
@@ -91,8 +118,11 @@ def miniature_processor(config, tokenizer):
     from captioner.processing_ser import SeRProcessor, clip_image_processor
 
     return SeRProcessor(
-        clip_image_processor(config.vision_config.image_size), tokenizer, default_instruction=INSTRUCTION,
-        num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens,
+        clip_image_processor(config.vision_config.image_size),
+        tokenizer,
+        default_instruction=INSTRUCTION,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
     )
 
 
@@ -101,8 +131,12 @@ def render(processor, scenes: Sequence[Any], chunk: int = 256) -> torch.Tensor:
     from captioner.synth import render_scene
 
     size = processor.image_size
-    return torch.cat([processor.preprocess_images([render_scene(s, size) for s in scenes[i : i + chunk]])
-                      for i in range(0, len(scenes), chunk)])
+    return torch.cat(
+        [
+            processor.preprocess_images([render_scene(s, size) for s in scenes[i : i + chunk]])
+            for i in range(0, len(scenes), chunk)
+        ]
+    )
 
 
 def _optimizer(params, lr: float, steps: int):
@@ -121,9 +155,18 @@ class Pretrained:
     report: dict[str, Any]
 
 
-def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, patches: torch.Tensor,
-                 held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, steps: int, batch_size: int,
-                 lr: float, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def pretrain_vit(
+    vision_config,
+    pixels: torch.Tensor,
+    concepts: torch.Tensor,
+    patches: torch.Tensor,
+    held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Caption-free pretraining: which coloured shapes the image holds (multi-label, the pooled last
     layer), what each patch shows (`synth.PATCH_CLASSES`, patch tokens of `DETAIL_LAYER`) and only
     its colour (`PATCH_COLOURS`, patch tokens of `COARSE_LAYER`)."""
@@ -142,8 +185,11 @@ def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, pa
 
     def forward(px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         states = tower(px, output_hidden_states=True)
-        return (head(states.pooler_output), patch_head(states.hidden_states[DETAIL_LAYER][:, 1:]),
-                colour_head(states.hidden_states[COARSE_LAYER][:, 1:]))
+        return (
+            head(states.pooler_output),
+            patch_head(states.hidden_states[DETAIL_LAYER][:, 1:]),
+            colour_head(states.hidden_states[COARSE_LAYER][:, 1:]),
+        )
 
     tower.train()
     for _ in range(steps):
@@ -162,20 +208,27 @@ def pretrain_vit(vision_config, pixels: torch.Tensor, concepts: torch.Tensor, pa
         bag, local, _ = forward(held_out[0])
     concept_ok = ((bag > 0) == held_out[1].bool()).all(dim=1).float().mean().item()
     patches_ok = local.argmax(-1).eq(held_out[2]).all(dim=1).float().mean().item()
-    return tower.state_dict(), {"final_loss": round(float(loss.detach()), 4),
-                                "held_out_concept_set_accuracy": round(100 * concept_ok, 1),
-                                "held_out_all_patches_accuracy": round(100 * patches_ok, 1)}
+    return tower.state_dict(), {
+        "final_loss": round(float(loss.detach()), 4),
+        "held_out_concept_set_accuracy": round(100 * concept_ok, 1),
+        "held_out_all_patches_accuracy": round(100 * patches_ok, 1),
+    }
 
 
-def pretrain_lm(text_config, tokenizer, corpus: Sequence[str], steps: int, batch_size: int, lr: float,
-                seed: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def pretrain_lm(
+    text_config, tokenizer, corpus: Sequence[str], steps: int, batch_size: int, lr: float, seed: int
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Causal LM loss on `[BOS] caption [EOS]` rows, captions as they follow a prompt (leading space)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     lm = AutoModelForCausalLM.from_config(text_config)
-    rows = [[tokenizer.bos_token_id] + tokenizer(" " + text, add_special_tokens=False)["input_ids"]
-            + [tokenizer.eos_token_id] for text in corpus]
+    rows = [
+        [tokenizer.bos_token_id]
+        + tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+        + [tokenizer.eos_token_id]
+        for text in corpus
+    ]
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id)
     labels = torch.full((len(rows), width), -100)
@@ -203,8 +256,19 @@ def caption_like_corpus(n_scenes: int, seed: int) -> list[str]:
     return [caption for scene in sample_scenes(n_scenes, f"lm-corpus:{seed}") for caption in scene.captions()]
 
 
-def pretrain(base, tokenizer, processor, *, vit_images: int, vit_steps: int, lm_scenes: int, lm_steps: int,
-             batch_size: int, lr: float, seed: int) -> Pretrained:
+def pretrain(
+    base,
+    tokenizer,
+    processor,
+    *,
+    vit_images: int,
+    vit_steps: int,
+    lm_scenes: int,
+    lm_steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> Pretrained:
     """The ViT (classification on its own images, no captions) and the LM (caption-like text)."""
     import time
 
@@ -215,13 +279,24 @@ def pretrain(base, tokenizer, processor, *, vit_images: int, vit_steps: int, lm_
     labels = torch.tensor([concept_labels(s) for s in scenes])
     patches = torch.tensor([patch_labels(s) for s in scenes])
     pixels = render(processor, scenes)
-    vision, vit_report = pretrain_vit(base.vision_config, pixels[:-200], labels[:-200], patches[:-200],
-                                      (pixels[-200:], labels[-200:], patches[-200:]),
-                                      steps=vit_steps, batch_size=batch_size, lr=lr, seed=seed)
+    vision, vit_report = pretrain_vit(
+        base.vision_config,
+        pixels[:-200],
+        labels[:-200],
+        patches[:-200],
+        (pixels[-200:], labels[-200:], patches[-200:]),
+        steps=vit_steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
     corpus = caption_like_corpus(lm_scenes, seed)
     lm, lm_report = pretrain_lm(base.text_config, tokenizer, corpus, lm_steps, batch_size, lr, seed)
-    report = {"vit": vit_report, "lm": {**lm_report, "sentences": len(corpus)},
-              "seconds": round(time.perf_counter() - started, 1)}
+    report = {
+        "vit": vit_report,
+        "lm": {**lm_report, "sentences": len(corpus)},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return Pretrained(vision, lm, report)
 
 
@@ -244,8 +319,11 @@ def load_cached(directory: Path) -> Pretrained | None:
         return None
     import json
 
-    return Pretrained(load_file(str(directory / "vision.safetensors")), load_file(str(directory / "lm.safetensors")),
-                      json.loads((directory / "report.json").read_text()))
+    return Pretrained(
+        load_file(str(directory / "vision.safetensors")),
+        load_file(str(directory / "lm.safetensors")),
+        json.loads((directory / "report.json").read_text()),
+    )
 
 
 def save_cached(directory: Path, pretrained: Pretrained) -> None:

@@ -9,13 +9,12 @@ transcript is handled by `AnswerConfig.context_policy`, and what was done is wri
 - "summarize": condense the transcript chunk by chunk with the LLM until it fits
                ("context_summarize: ...").
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
-
-from videoqa.config import AnswerConfig
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
 from videoqa.answering.prompts import (
     PromptTemplate,
@@ -26,6 +25,7 @@ from videoqa.answering.prompts import (
     load_prompt,
     parse_letter,
 )
+from videoqa.config import AnswerConfig
 from videoqa.types import Answer, Question
 from videoqa_base.logs import progress_bar
 
@@ -43,13 +43,23 @@ class _Job:
     answer: Answer | None = None  # set once the question is finished (possibly as a failure)
 
     def finish(
-        self, pred: int | None, raw: str, status: str, detail: str = "", prompt_tokens: int | None = None,
+        self,
+        pred: int | None,
+        raw: str,
+        status: str,
+        detail: str = "",
+        prompt_tokens: int | None = None,
         choice_logprobs: dict[str, float] | None = None,
     ):
         detail = "; ".join([*self.notes, detail] if detail else self.notes)
         raw = self.raw_prefix + raw
         self.answer = Answer(
-            self.question.qid, pred, raw, status=status, detail=detail, prompt_tokens=prompt_tokens,
+            self.question.qid,
+            pred,
+            raw,
+            status=status,
+            detail=detail,
+            prompt_tokens=prompt_tokens,
             choice_logprobs=choice_logprobs or {},
         )
 
@@ -135,8 +145,13 @@ def _answer_choice(backend: LLMBackend, jobs: list[_Job], messages: list[Message
         if pred is None:
             job.finish(None, done.text, "invalid", "not_an_option", done.prompt_tokens)
         else:
-            job.finish(pred, done.text, "ok", prompt_tokens=done.prompt_tokens,
-                       choice_logprobs=getattr(done, "choice_logprobs", None))
+            job.finish(
+                pred,
+                done.text,
+                "ok",
+                prompt_tokens=done.prompt_tokens,
+                choice_logprobs=getattr(done, "choice_logprobs", None),
+            )
 
 
 def _finish_free_text(job: _Job, done: Completion) -> None:
@@ -147,7 +162,9 @@ def _finish_free_text(job: _Job, done: Completion) -> None:
     if letter is None:
         job.finish(None, done.text, "invalid", "unparsable", done.prompt_tokens)
     else:
-        job.finish(letter_to_index(letter, len(job.question.options)), done.text, "ok", prompt_tokens=done.prompt_tokens)
+        job.finish(
+            letter_to_index(letter, len(job.question.options)), done.text, "ok", prompt_tokens=done.prompt_tokens
+        )
 
 
 def _overflows(backend: LLMBackend, messages: Messages, reserve: int, job: _Job) -> bool:
@@ -208,9 +225,10 @@ def _condense(backend: LLMBackend, jobs: list[_Job], build, budget: int, templat
     for round_ in range(1, MAX_CONDENSE_ROUNDS + 1):
         prompts, owners = [], []
         for job in jobs:
-            fits = lambda text, q=job.question: backend.count_tokens(  # noqa: E731
-                build_chunk_summary_messages(template, text, q)
-            ) <= chunk_budget
+
+            def fits(text: str, q=job.question) -> bool:
+                return backend.count_tokens(build_chunk_summary_messages(template, text, q)) <= chunk_budget
+
             chunks = _split_to_fit(job.transcript.splitlines(), fits)
             if chunks is None:
                 job.finish(None, "", "invalid", "context_overflow: a single transcript line exceeds the context")

@@ -12,6 +12,7 @@ obtained (the structure follows LLoVi's prompt families; the wording is ours):
 before the real question. Placeholders: {transcript}, {question}, {options}, and in the answer
 step of `summarize` also {summary}.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,11 +22,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from videoqa.answering.llm.base import Messages
 from videoqa.config import CONFIG_DIR
+from videoqa.types import OPTION_LETTERS, Question
 from videoqa_base.config import read_yaml, validate
 from videoqa_base.errors import UserError
-from videoqa.answering.llm.base import Messages
-from videoqa.types import OPTION_LETTERS, Question
 
 PROMPT_FIELDS = frozenset({"transcript", "question", "options", "summary"})
 
@@ -124,9 +125,14 @@ def _example_turns(template: PromptTemplate) -> Messages:
     turns: Messages = []
     for ex in template.examples:
         user = template.summary_user if template.mode == "summarize" else template.user
-        turns.append({"role": "user", "content": _fill(
-            user, transcript=ex.transcript, question=ex.question, options=format_options(template, ex.options)
-        )})
+        turns.append(
+            {
+                "role": "user",
+                "content": _fill(
+                    user, transcript=ex.transcript, question=ex.question, options=format_options(template, ex.options)
+                ),
+            }
+        )
         answer = template.answer_format.format(letter=ex.answer) if template.mode == "cot" else ex.answer
         if template.mode == "cot" and ex.reasoning:
             answer = f"{ex.reasoning.strip()}\n{answer}"
@@ -167,9 +173,13 @@ def build_summary_messages(template: PromptTemplate, transcript: str, question: 
 
 
 def build_chunk_summary_messages(template: PromptTemplate, transcript_chunk: str, question: Question) -> Messages:
-    """"summarize" context policy: condense one chunk of an over-long transcript."""
-    user = _fill(template.chunk_summary_user, transcript=transcript_chunk, question=question.question,
-                 options=format_options(template, question.options))
+    """ "summarize" context policy: condense one chunk of an over-long transcript."""
+    user = _fill(
+        template.chunk_summary_user,
+        transcript=transcript_chunk,
+        question=question.question,
+        options=format_options(template, question.options),
+    )
     return [{"role": "user", "content": user}]
 
 

@@ -1,4 +1,5 @@
 """Captions -> transcript text, LLoVi style: one "t: caption" line per kept caption."""
+
 from __future__ import annotations
 
 from videoqa.types import VideoCaptions

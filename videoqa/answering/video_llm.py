@@ -16,11 +16,12 @@ Context: a prompt whose tokens (visual tokens included) exceed the backend's con
 - "error":     the question is not sent: status "invalid", detail "context_overflow: ...".
 The answer is one of the option letters (the backend constrains it).
 """
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +31,9 @@ from videoqa.types import Answer, FrameBatch, Question, VideoFailure
 from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.logs import progress_bar
 
-QUESTION_TEMPLATE = "Question: {question}\nOptions:\n{options}\nAnswer with the option's letter from the given choices directly."
+QUESTION_TEMPLATE = (
+    "Question: {question}\nOptions:\n{options}\nAnswer with the option's letter from the given choices directly."
+)
 CONTEXT_POLICIES = ("subsample", "error")
 
 
@@ -61,9 +64,16 @@ class VideoLLMAnswerer:
     """Answers questions by showing a video LLM the sampled frames of their videos."""
 
     def __init__(
-        self, backend: VideoLLMBackend, *, fps: float | None = 1.0, max_frames: int | None = 32,
-        frame_size: int | None = 448, max_pixels: int | None = 448 * 800, context_policy: str = "subsample",
-        context_margin: int = 16, workers: int = 2,
+        self,
+        backend: VideoLLMBackend,
+        *,
+        fps: float | None = 1.0,
+        max_frames: int | None = 32,
+        frame_size: int | None = 448,
+        max_pixels: int | None = 448 * 800,
+        context_policy: str = "subsample",
+        context_margin: int = 16,
+        workers: int = 2,
     ):
         if context_policy not in CONTEXT_POLICIES:
             raise ValueError(f"context_policy must be one of {CONTEXT_POLICIES}, got {context_policy!r}")
@@ -75,9 +85,14 @@ class VideoLLMAnswerer:
     def settings(self) -> dict:
         """What shapes the model's input, for the run manifest."""
         return {
-            "fps": self.fps, "max_frames": self.max_frames, "frame_size": self.frame_size, "max_pixels": self.max_pixels,
-            "context_policy": self.context_policy, "context_margin": self.context_margin,
-            "frames_as": self.backend.frames_as, "question_template": QUESTION_TEMPLATE,
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "frame_size": self.frame_size,
+            "max_pixels": self.max_pixels,
+            "context_policy": self.context_policy,
+            "context_margin": self.context_margin,
+            "frames_as": self.backend.frames_as,
+            "question_template": QUESTION_TEMPLATE,
         }
 
     def answer(self, questions: Sequence[Question], progress: bool = True) -> tuple[list[Answer], dict]:
@@ -95,8 +110,13 @@ class VideoLLMAnswerer:
         chunks: dict[str, list[FrameBatch]] = defaultdict(list)
         timing = {
             "caption_s": 0.0,  # no captions: the same keys as a captioner's run, for the result tables
-            "decode_s": 0.0, "answer_s": 0.0, "video_seconds": 0.0, "videos": len(by_video), "videos_failed": 0,
-            "frames": 0, "frames_subsampled_questions": 0,
+            "decode_s": 0.0,
+            "answer_s": 0.0,
+            "video_seconds": 0.0,
+            "videos": len(by_video),
+            "videos_failed": 0,
+            "frames": 0,
+            "frames_subsampled_questions": 0,
         }
         stream = stream_videos(
             paths.items(), fps=self.fps, max_frames=self.max_frames, size=self.frame_size, workers=self.workers
@@ -138,12 +158,17 @@ class VideoLLMAnswerer:
                 results[q.qid] = Answer(q.qid, None, "", "invalid", note)
             else:
                 ready.append((q, prepared, note))
-        for (q, prepared, note), done in zip(ready, self.backend.choose([p for _, p, _ in ready])):
+        for (q, _prepared, note), done in zip(ready, self.backend.choose([p for _, p, _ in ready])):
             if done.error:
                 results[q.qid] = Answer(q.qid, None, done.text, "llm_failed", done.error, done.prompt_tokens)
             else:
                 results[q.qid] = Answer(
-                    q.qid, q.letters.index(done.text), done.text, "ok", note, done.prompt_tokens,
+                    q.qid,
+                    q.letters.index(done.text),
+                    done.text,
+                    "ok",
+                    note,
+                    done.prompt_tokens,
                     dict(getattr(done, "choice_logprobs", {}) or {}),
                 )
                 timing["frames_subsampled_questions"] += bool(note)
@@ -166,5 +191,8 @@ class VideoLLMAnswerer:
             prepared = self.backend.prepare(smaller)
             if prepared.tokens <= budget:
                 kept = len(smaller.frames)
-                return prepared, f"frames_subsample: kept {kept}/{total} frames (stride {stride}) to fit {budget} tokens"
+                return (
+                    prepared,
+                    f"frames_subsample: kept {kept}/{total} frames (stride {stride}) to fit {budget} tokens",
+                )
         return None, f"{overflow} (even one frame is too long)"

@@ -29,6 +29,7 @@ CPU). docs/performance.md explains the figures.
 
 This module and settings.py stay light (no torch): the CLI imports them to build the arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", help=f"comma-separated steps to run ({', '.join(STEPS)}); default: all")
     parser.add_argument("--batch-size", type=int, help="captioning batch size B of the caption figures")
     parser.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help="torch threads (default: all cores, or the free ones when other processes keep some busy)",
     )
     parser.add_argument("--dtype", help="captioner dtype: auto (fp32 on CPUs without native bf16), fp32, bf16")
     parser.add_argument("--device", help="auto (cuda when available), cpu, cuda, cuda:1")
     parser.add_argument(
-        "--llava-layers", metavar="K1,K2",
+        "--llava-layers",
+        metavar="K1,K2",
         help="LLaVA-1.5-7B depths to time (default 2,4; quick 2): the deepest is scaled to 32 layers; 32 = no scaling",
     )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the tests' smoke sizes

@@ -5,6 +5,7 @@ Random weights would let captions end at any length, so every run forces a fixed
 generated tokens (min_new_tokens = max_new_tokens) and the FLOPs are counted from the real prompt
 and draft lengths (videoqa/bench/flops.py).
 """
+
 from __future__ import annotations
 
 import gc
@@ -41,16 +42,21 @@ def materialise(cls, config, dtype=None, device: str = "cpu"):
 def random_ser(preset: str, dtype=None, seed: int = 0, device: str = "cpu"):
     """(model, processor) of a SeR preset with random weights and the tiny BPE tokenizer (no download)."""
     tokenizer = tiny_tokenizer()
-    text = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id}
+    text = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     if preset.startswith("tiny-"):
         text["vocab_size"] = len(tokenizer)
     config = get_config(preset, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
     torch.manual_seed(seed)
     model = materialise(SeRForCaptioning, config, dtype, device)
     processor = SeRProcessor(
-        clip_image_processor(config.vision_config.image_size), tokenizer,
-        num_image_tokens=config.num_visual_tokens, max_caption_tokens=config.deeplens_max_caption_tokens,
+        clip_image_processor(config.vision_config.image_size),
+        tokenizer,
+        num_image_tokens=config.num_visual_tokens,
+        max_caption_tokens=config.deeplens_max_caption_tokens,
     )
     return model, processor
 
@@ -82,11 +88,15 @@ class CaptionTiming:
         return self.flops["total"] / self.seconds / peak
 
     def stage_mfu(self, peak: float) -> dict[str, float]:
-        parts = {"vision": ["vision"], "first_glance": ["connector", "lm_first_glance"],
-                 "refine": ["deeplens", "lm_refine"]}
+        parts = {
+            "vision": ["vision"],
+            "first_glance": ["connector", "lm_first_glance"],
+            "refine": ["deeplens", "lm_refine"],
+        }
         return {
             stage: sum(self.flops[p] for p in names) / self.stage_seconds[stage] / peak
-            for stage, names in parts.items() if self.stage_seconds.get(stage)
+            for stage, names in parts.items()
+            if self.stage_seconds.get(stage)
         }
 
     def to_dict(self, peak: float | None = None) -> dict[str, Any]:
@@ -96,8 +106,9 @@ class CaptionTiming:
         return out
 
 
-def time_captioning(model, processor, images, *, batch_size: int, new_tokens: int, refine_steps: int,
-                    prompt: str = PROMPT) -> CaptionTiming:
+def time_captioning(
+    model, processor, images, *, batch_size: int, new_tokens: int, refine_steps: int, prompt: str = PROMPT
+) -> CaptionTiming:
     """Caption `images` with the calls `generate_captions` makes per batch (preprocess, ViT once,
     first glance, refinement), each generating exactly `new_tokens`; time the stages, count FLOPs
     per row from the real (unpadded) prompt and draft lengths."""
@@ -133,15 +144,18 @@ def time_captioning(model, processor, images, *, batch_size: int, new_tokens: in
             prompt_sums["refine"] += sum(sum(p) for p in prompts_per_step[:1])
             for row in range(len(chunk)):
                 parts = ser_caption_flops(
-                    model.config, first_prompt=first_prompt, new_tokens=new_tokens,
+                    model.config,
+                    first_prompt=first_prompt,
+                    new_tokens=new_tokens,
                     refine_prompts=[int(p[row]) for p in prompts_per_step],
                     drafts=[d[row] for d in drafts_per_step],
                 )
                 for key, value in parts.items():
                     totals[key] = totals.get(key, 0.0) + value
     prompts = {k: v / len(images) for k, v in prompt_sums.items()}
-    return CaptionTiming(len(images), batch_size, new_tokens, refine_steps, time.perf_counter() - started,
-                         stages, totals, prompts)
+    return CaptionTiming(
+        len(images), batch_size, new_tokens, refine_steps, time.perf_counter() - started, stages, totals, prompts
+    )
 
 
 def merge_timings(runs: list[CaptionTiming]) -> CaptionTiming:
@@ -151,13 +165,20 @@ def merge_timings(runs: list[CaptionTiming]) -> CaptionTiming:
     frames = sum(r.frames for r in runs)
     prompts = {k: sum(r.prompt_tokens[k] * r.frames for r in runs) / frames for k in first.prompt_tokens}
     return CaptionTiming(
-        frames, first.batch_size, first.new_tokens, first.refine_steps,
-        sum(r.seconds for r in runs), add([r.stage_seconds for r in runs]), add([r.flops for r in runs]), prompts,
+        frames,
+        first.batch_size,
+        first.new_tokens,
+        first.refine_steps,
+        sum(r.seconds for r in runs),
+        add([r.stage_seconds for r in runs]),
+        add([r.flops for r in runs]),
+        prompts,
     )
 
 
-def time_variants(model, processor, images, *, batch_size: int, new_tokens: int, variants: dict[str, int],
-                  repeats: int = 1) -> dict[str, CaptionTiming]:
+def time_variants(
+    model, processor, images, *, batch_size: int, new_tokens: int, variants: dict[str, int], repeats: int = 1
+) -> dict[str, CaptionTiming]:
     """Time each variant ({name: refine_steps}) on the same chunks of `batch_size` images,
     alternating variants chunk by chunk so that all of them see the same machine load; with
     repeats > 1 each chunk keeps its fastest run (the usual defence against interference)."""
@@ -167,8 +188,11 @@ def time_variants(model, processor, images, *, batch_size: int, new_tokens: int,
         runs: dict[str, list[CaptionTiming]] = {name: [] for name in variants}
         for _ in range(repeats):
             for name, steps in variants.items():
-                runs[name].append(time_captioning(model, processor, chunk, batch_size=batch_size,
-                                                  new_tokens=new_tokens, refine_steps=steps))
+                runs[name].append(
+                    time_captioning(
+                        model, processor, chunk, batch_size=batch_size, new_tokens=new_tokens, refine_steps=steps
+                    )
+                )
         for name in variants:
             best[name].append(min(runs[name], key=lambda r: r.seconds))
     return {name: merge_timings(chunks) for name, chunks in best.items()}
@@ -177,8 +201,9 @@ def time_variants(model, processor, images, *, batch_size: int, new_tokens: int,
 def warm_up(model, processor, image) -> float:
     """One short captioning call: oneDNN kernel generation and first allocations are not timed."""
     started = time.perf_counter()
-    time_captioning(model, processor, [image], batch_size=1, new_tokens=2,
-                    refine_steps=1 if model.deeplens is not None else 0)
+    time_captioning(
+        model, processor, [image], batch_size=1, new_tokens=2, refine_steps=1 if model.deeplens is not None else 0
+    )
     return time.perf_counter() - started
 
 
@@ -197,12 +222,29 @@ def caption_step(settings: BenchSettings, peak: dict[str, Any] | None, device: s
         images = frames_like_decoded(settings.frames, side)
         warm_s = warm_up(model, processor, images[0])
         say(f"{preset}: built in {build_s:.1f} s, warmed up in {warm_s:.1f} s; timing batch 1")
-        single = time_variants(model, processor, images[: settings.batch1_frames], batch_size=1,
-                               new_tokens=settings.new_tokens, variants={"ser": 1}, repeats=settings.repeats)["ser"]
-        say(f"{preset}: batch 1 {single.seconds_per_frame:.2f} s/frame; SeR and specialist at batch {settings.batch_size}")
+        single = time_variants(
+            model,
+            processor,
+            images[: settings.batch1_frames],
+            batch_size=1,
+            new_tokens=settings.new_tokens,
+            variants={"ser": 1},
+            repeats=settings.repeats,
+        )["ser"]
+        say(
+            f"{preset}: batch 1 {single.seconds_per_frame:.2f} s/frame; SeR and specialist at batch "
+            f"{settings.batch_size}"
+        )
         # the specialist is the first glance alone: the same model with refine_steps=0
-        timed = time_variants(model, processor, images, batch_size=settings.batch_size, new_tokens=settings.new_tokens,
-                              variants={"ser": 1, "specialist": 0}, repeats=settings.repeats)
+        timed = time_variants(
+            model,
+            processor,
+            images,
+            batch_size=settings.batch_size,
+            new_tokens=settings.new_tokens,
+            variants={"ser": 1, "specialist": 0},
+            repeats=settings.repeats,
+        )
         ser, specialist = timed["ser"], timed["specialist"]
         say(f"{preset}: SeR {ser.seconds_per_frame:.2f} s/frame, specialist {specialist.seconds_per_frame:.2f} s/frame")
         first_part = sum(ser.stage_seconds[k] for k in ("preprocess", "vision", "first_glance"))

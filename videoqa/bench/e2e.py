@@ -3,12 +3,14 @@ batched captions -> batched answers) over a LLoVi-style loop (per video, one fra
 decoded and captioned at batch 1, then one prompt at a time to the LLM), with the demo's tiny SeR
 and tiny Qwen2 on generated videos. Both arms share one captioner and one vLLM engine, whose
 start-up is timed apart and excluded from both."""
+
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import decord
 import torch
@@ -45,8 +47,16 @@ def e2e_dataset(work: Path, settings: BenchSettings) -> DatasetConfig:
             make_video(partial, seconds=settings.e2e_seconds, fps=30, width=320, height=240, pattern=pattern)
             partial.rename(path)
         for j in range(settings.e2e_questions_per_video):
-            records.append({"qid": f"q{i}-{j}", "video_id": f"v{i}", "video": str(path.resolve()),
-                            "question": E2E_QUESTIONS[j % 2], "options": list(E2E_OPTIONS), "answer": 0})
+            records.append(
+                {
+                    "qid": f"q{i}-{j}",
+                    "video_id": f"v{i}",
+                    "video": str(path.resolve()),
+                    "question": E2E_QUESTIONS[j % 2],
+                    "options": list(E2E_OPTIONS),
+                    "answer": 0,
+                }
+            )
     root = work / "e2e-data"
     root.mkdir(parents=True, exist_ok=True)
     write_jsonl(root / "test.jsonl", records)
@@ -61,20 +71,26 @@ def run_pipeline(config: RunConfig, captioner, backend, questions: Sequence[Ques
     seconds = time.perf_counter() - started
     timing = result.metrics["timing"]
     transcripts = {
-        row["video_id"]: build_transcript(VideoCaptions(
-            row["video_id"], [Caption(**c) for c in row["captions"]], row["duration"]))
+        row["video_id"]: build_transcript(
+            VideoCaptions(row["video_id"], [Caption(**c) for c in row["captions"]], row["duration"])
+        )
         for _, row in read_jsonl(result.run_dir / "captions.jsonl")
     }
     predictions = {row["qid"]: row["pred"] for _, row in read_jsonl(result.run_dir / "predictions.jsonl")}
     caption_s, decode_wait_s, answer_s = timing["caption_s_this_run"], timing["decode_s"], timing["answer_s"]
     return {
-        "seconds": seconds, "decode_and_caption_s": timing["caption_stage_wall_s"],
-        "caption_s": caption_s, "decode_wait_s": decode_wait_s, "answer_s": answer_s,
+        "seconds": seconds,
+        "decode_and_caption_s": timing["caption_stage_wall_s"],
+        "caption_s": caption_s,
+        "decode_wait_s": decode_wait_s,
+        "answer_s": answer_s,
         # the run object's own work: run directory, stage hand-overs, freeing the captioner, final files
         "other_s": seconds - caption_s - decode_wait_s - answer_s,
         "frames": timing["frames_captioned"],
-        "caption_batches": timing["caption_batches"], "run_dir": str(result.run_dir),
-        "answers": [predictions[q.qid] for q in questions], "transcripts": transcripts,
+        "caption_batches": timing["caption_batches"],
+        "run_dir": str(result.run_dir),
+        "answers": [predictions[q.qid] for q in questions],
+        "transcripts": transcripts,
     }
 
 
@@ -114,9 +130,14 @@ def run_loop(captioner, backend, questions: Sequence[Question]) -> dict[str, Any
         answers += answer_questions(backend, [question], transcripts, AnswerConfig(), progress=False)
     finished = time.perf_counter()
     return {
-        "seconds": finished - started, "decode_and_caption_s": caption_done - started, "caption_s": caption_s,
-        "decode_s": decode_s, "answer_s": finished - caption_done, "frames": frames,
-        "answers": [a.pred for a in answers], "transcripts": transcripts,
+        "seconds": finished - started,
+        "decode_and_caption_s": caption_done - started,
+        "caption_s": caption_s,
+        "decode_s": decode_s,
+        "answer_s": finished - caption_done,
+        "frames": frames,
+        "answers": [a.pred for a in answers],
+        "transcripts": transcripts,
     }
 
 
@@ -134,16 +155,26 @@ def e2e_step(settings: BenchSettings, work: Path, device: str = "cpu") -> dict[s
     questions = load_questions(dataset)
     captioner_dir, llm_dir = build_demo_models(work / "models")
     captioner_config = CaptionerConfig(
-        name="tiny-ser", type="ser", model=str(captioner_dir), prompt=PROMPT, max_new_tokens=settings.e2e_new_tokens,
-        batch_size=settings.e2e_batch_size, device=device,
+        name="tiny-ser",
+        type="ser",
+        model=str(captioner_dir),
+        prompt=PROMPT,
+        max_new_tokens=settings.e2e_new_tokens,
+        batch_size=settings.e2e_batch_size,
+        device=device,
     )
     llm_config = LLMConfig(
-        name="tiny-qwen2", model=str(llm_dir), max_model_len=4096, dtype="float32", cpu_kvcache_gib=1,
+        name="tiny-qwen2",
+        model=str(llm_dir),
+        max_model_len=4096,
+        dtype="float32",
+        cpu_kvcache_gib=1,
         gpu_memory_utilization=0.3,  # GPUs: leave room for the captioner
         engine_kwargs={"enforce_eager": True} if settings.enforce_eager else {},
     )
-    config = RunConfig(dataset=dataset, captioner=captioner_config, llm=llm_config,
-                       output_dir=str(work / "e2e-run"), run_id="bench")
+    config = RunConfig(
+        dataset=dataset, captioner=captioner_config, llm=llm_config, output_dir=str(work / "e2e-run"), run_id="bench"
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: per-op overhead dominates, a second thread only spins
     backend = None
@@ -155,8 +186,9 @@ def e2e_step(settings: BenchSettings, work: Path, device: str = "cpu") -> dict[s
         startup_s = time.perf_counter() - started
         # warm-up: one caption batch, one answer (first-call costs land on neither side)
         captioner.caption(frames_like_decoded(2, captioner.image_size), PROMPT)
-        answer_questions(backend, questions[:1], {questions[0].video_id: "0: a test pattern"}, AnswerConfig(),
-                         progress=False)
+        answer_questions(
+            backend, questions[:1], {questions[0].video_id: "0: a test pattern"}, AnswerConfig(), progress=False
+        )
         say("e2e: the LLoVi-style loop")
         forget_prompts(backend)
         loop = run_loop(captioner, backend, questions)
@@ -170,10 +202,18 @@ def e2e_step(settings: BenchSettings, work: Path, device: str = "cpu") -> dict[s
             backend.close()
     same = ours.pop("transcripts") == loop.pop("transcripts")
     return {
-        "videos": settings.e2e_videos, "video_seconds": settings.e2e_seconds, "questions": len(questions),
-        "batch_size": settings.e2e_batch_size, "new_tokens": settings.e2e_new_tokens, "torch_threads": 1,
-        "vllm_startup_s_excluded": startup_s, "vllm_enforce_eager": settings.enforce_eager,
+        "videos": settings.e2e_videos,
+        "video_seconds": settings.e2e_seconds,
+        "questions": len(questions),
+        "batch_size": settings.e2e_batch_size,
+        "new_tokens": settings.e2e_new_tokens,
+        "torch_threads": 1,
+        "vllm_startup_s_excluded": startup_s,
+        "vllm_enforce_eager": settings.enforce_eager,
         "order": "loop first, then ours",
-        "ours": ours, "loop": loop, "same_transcripts": same, "same_answers": ours["answers"] == loop["answers"],
+        "ours": ours,
+        "loop": loop,
+        "same_transcripts": same,
+        "same_answers": ours["answers"] == loop["answers"],
         "e2e_speedup_vs_loop": loop["seconds"] / ours["seconds"],
     }

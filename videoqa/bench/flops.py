@@ -18,11 +18,13 @@ embedding. Layer norms, activations, softmax, biases and embedding lookups are l
 Run `python -m videoqa.bench.flops [PEAK_TFLOPS]` for the per-frame / per-token table and the
 H100 floor.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from captioner.presets import get_config
 
@@ -76,20 +78,35 @@ def shape_of(config: Any) -> TransformerShape:
     heads = config.num_attention_heads
     if kind in ("clip_vision_model", "bert", "clip_text_model"):
         return TransformerShape(
-            config.num_hidden_layers, config.hidden_size, config.intermediate_size, heads,
-            config.hidden_size // heads, heads,
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.intermediate_size,
+            heads,
+            config.hidden_size // heads,
+            heads,
         )
     if kind == "opt":
         return TransformerShape(
-            config.num_hidden_layers, config.hidden_size, config.ffn_dim, heads, config.hidden_size // heads, heads,
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.ffn_dim,
+            heads,
+            config.hidden_size // heads,
+            heads,
             vocab=config.vocab_size,
             embed_dim=None if config.word_embed_proj_dim == config.hidden_size else config.word_embed_proj_dim,
         )
     # LLaMA, Qwen2, Mistral: gated MLP, grouped-query attention
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     return TransformerShape(
-        config.num_hidden_layers, config.hidden_size, config.intermediate_size, heads, head_dim,
-        getattr(config, "num_key_value_heads", None) or heads, gated_mlp=True, vocab=config.vocab_size,
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.intermediate_size,
+        heads,
+        head_dim,
+        getattr(config, "num_key_value_heads", None) or heads,
+        gated_mlp=True,
+        vocab=config.vocab_size,
     )
 
 
@@ -271,7 +288,11 @@ def video_floor(
     first_prompt = 1 + ser.num_visual_tokens + instruction_tokens
     refine_prompt = first_prompt + 4 + caption_tokens  # + "\nInitial caption:" + the draft
     per_frame = ser_caption_flops(
-        ser, first_prompt=first_prompt, new_tokens=caption_tokens, refine_prompts=[refine_prompt], drafts=[caption_tokens]
+        ser,
+        first_prompt=first_prompt,
+        new_tokens=caption_tokens,
+        refine_prompts=[refine_prompt],
+        drafts=[caption_tokens],
     )
     transcript = frames * (caption_tokens + line_overhead_tokens)
     answer = decoder_flops(llm, transcript + question_tokens, answer_tokens)

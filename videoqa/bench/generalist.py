@@ -2,6 +2,7 @@
 weights. A LLaVA with fewer decoder layers than the real one is timed and its layers' clocked
 time scaled to the full depth: t = t_rest + L * t_layer (decoder layers are identical, so their
 time is linear in L)."""
+
 from __future__ import annotations
 
 import gc
@@ -29,24 +30,45 @@ def llava_config(size: str, layers: int) -> LlavaConfig:
     if size == "7b":
         vision = get_config("ser").vision_config
         text = LlamaConfig(
-            vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
-            num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            vocab_size=32064,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=layers,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=4096,
+            rms_norm_eps=1e-5,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
         )
         image_token = 32000
     elif size == "tiny":
         vision = get_config("tiny-ser").vision_config
         text = LlamaConfig(
-            vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
-            num_key_value_heads=4, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            vocab_size=256,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
         )
         image_token = 255
     else:
         raise ValueError(f"unknown LLaVA size {size!r} (7b, tiny)")
     patches = (vision.image_size // vision.patch_size) ** 2
     return LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=image_token, projector_hidden_act="gelu",
-        vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=patches,
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=patches,
     )
 
 
@@ -93,14 +115,20 @@ def time_llava(config, pixel_values, text_tokens: int, new_tokens: int, dtype, d
     ids = torch.cat([torch.tensor([[1]]), torch.full((1, patches), config.image_token_index), text], dim=1).to(device)
     pixels = pixel_values.to(device=device, dtype=dtype)
 
-    def caption(tokens: int) -> tuple[float, float]:
+    def caption(tokens: int, model: Any = model) -> tuple[float, float]:
         clock = LayerClock(model.model.language_model.layers, device)
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
                 out = model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels, do_sample=False,
-                    max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=0, eos_token_id=2,
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    pixel_values=pixels,
+                    do_sample=False,
+                    max_new_tokens=tokens,
+                    min_new_tokens=tokens,
+                    pad_token_id=0,
+                    eos_token_id=2,
                 )
             sync(device)
         finally:
@@ -115,13 +143,22 @@ def time_llava(config, pixel_values, text_tokens: int, new_tokens: int, dtype, d
     flops = llava_caption_flops(config, prompt_tokens=ids.shape[1], new_tokens=new_tokens)
     del model
     gc.collect()
-    return {"layers": layers, "build_s": build_s, "warm_up_s": warm_s, "seconds": seconds,
-            "decoder_layer_seconds": layer_seconds, "seconds_per_layer": layer_seconds / layers,
-            "seconds_rest": seconds - layer_seconds, "prompt_tokens": ids.shape[1], "flops": flops}
+    return {
+        "layers": layers,
+        "build_s": build_s,
+        "warm_up_s": warm_s,
+        "seconds": seconds,
+        "decoder_layer_seconds": layer_seconds,
+        "seconds_per_layer": layer_seconds / layers,
+        "seconds_rest": seconds - layer_seconds,
+        "prompt_tokens": ids.shape[1],
+        "flops": flops,
+    }
 
 
-def generalist_step(settings: BenchSettings, ser_seconds_per_caption: float | None, peak: dict | None,
-                    device: str = "cpu") -> dict[str, Any]:
+def generalist_step(
+    settings: BenchSettings, ser_seconds_per_caption: float | None, peak: dict | None, device: str = "cpu"
+) -> dict[str, Any]:
     """LLaVA-1.5 per-caption time at batch 1, extrapolated to the full depth (module docstring)."""
     dtype = resolve_dtype(settings.dtype, device)
     full_layers = LLAVA_FULL_LAYERS[settings.llava]
@@ -134,8 +171,10 @@ def generalist_step(settings: BenchSettings, ser_seconds_per_caption: float | No
         run = time_llava(config, pixels, text_tokens, settings.new_tokens, dtype, device)
         run["extrapolated"] = run["seconds_rest"] + full_layers * run["seconds_per_layer"]
         runs.append(run)
-        say(f"LLaVA-1.5 ({settings.llava}) with {layers} decoder layers: {run['seconds']:.2f} s per caption "
-            f"({run['seconds_per_layer']:.2f} s per layer) -> {run['extrapolated']:.1f} s with {full_layers}")
+        say(
+            f"LLaVA-1.5 ({settings.llava}) with {layers} decoder layers: {run['seconds']:.2f} s per caption "
+            f"({run['seconds_per_layer']:.2f} s per layer) -> {run['extrapolated']:.1f} s with {full_layers}"
+        )
     deepest = runs[-1]  # the most layers: the least extrapolation
     if deepest["layers"] == full_layers:
         how = f"all {full_layers} decoder layers timed directly"
@@ -149,8 +188,11 @@ def generalist_step(settings: BenchSettings, ser_seconds_per_caption: float | No
         "seconds_per_layer": None if deepest["layers"] == full_layers else deepest["seconds_per_layer"],
         "seconds_rest": deepest["seconds_rest"],
         "seconds_per_caption": deepest["extrapolated"],
-        "flops_per_caption": llava_caption_flops(llava_config(settings.llava, full_layers),
-                                                 prompt_tokens=deepest["prompt_tokens"], new_tokens=settings.new_tokens),
+        "flops_per_caption": llava_caption_flops(
+            llava_config(settings.llava, full_layers),
+            prompt_tokens=deepest["prompt_tokens"],
+            new_tokens=settings.new_tokens,
+        ),
         "new_tokens": settings.new_tokens,
     }
     if len(runs) > 1:  # cross-check: the slope between two depths (noisier: a difference of totals)

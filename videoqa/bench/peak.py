@@ -1,5 +1,6 @@
 """The denominator of every MFU: the device's best matmul FLOP/s, and whether other processes
 are holding the CPU cores while the bench runs (a busy machine makes every figure pessimistic)."""
+
 from __future__ import annotations
 
 import os
@@ -75,19 +76,26 @@ def nominal_fp32_flops() -> dict[str, Any] | None:
         return None
     per_cycle = 64 if "avx512f" in flags else 32
     cores = os.cpu_count() or 1
-    return {"flops": cores * max(clocks) * 1e6 * per_cycle, "cores": cores, "mhz": max(clocks),
-            "flop_per_cycle": per_cycle}
+    return {
+        "flops": cores * max(clocks) * 1e6 * per_cycle,
+        "cores": cores,
+        "mhz": max(clocks),
+        "flop_per_cycle": per_cycle,
+    }
 
 
 def peak_step(settings: BenchSettings, device: str = "cpu") -> dict[str, Any]:
     """Peak FLOP/s in fp32 and bf16; the MFU divides by the dtype the captioner runs in."""
     used = dtype_name(resolve_dtype(settings.dtype, device))
     shapes = settings.peak_shapes_gpu if device.startswith("cuda") else settings.peak_shapes
-    out: dict[str, Any] = {dtype: measure_peak_flops(dtype, shapes, settings.peak_seconds, device)
-                           for dtype in ("float32", "bfloat16")}
+    out: dict[str, Any] = {
+        dtype: measure_peak_flops(dtype, shapes, settings.peak_seconds, device) for dtype in ("float32", "bfloat16")
+    }
     other = "bfloat16" if used == "float32" else "float32"
     return out | {
-        "used_dtype": used, "other_dtype": other, "device": device,
+        "used_dtype": used,
+        "other_dtype": other,
+        "device": device,
         "nominal_fp32": None if device.startswith("cuda") else nominal_fp32_flops(),
         "threads": torch.get_num_threads(),
         # MFU against the other dtype's peak = MFU x this ratio
@@ -126,5 +134,10 @@ def contention_probe() -> dict[str, Any]:
         parallel = per_call(threads)
     finally:
         torch.set_num_threads(threads)
-    return {"threads": threads, "fill_ms_1_thread": single * 1e3, f"fill_ms_{threads}_threads": parallel * 1e3,
-            "busy": threads > 1 and parallel > max(1e-3, 5 * single), "load_average": os.getloadavg()}
+    return {
+        "threads": threads,
+        "fill_ms_1_thread": single * 1e3,
+        f"fill_ms_{threads}_threads": parallel * 1e3,
+        "busy": threads > 1 and parallel > max(1e-3, 5 * single),
+        "load_average": os.getloadavg(),
+    }

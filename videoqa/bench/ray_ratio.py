@@ -8,8 +8,10 @@ Ray replica) and the Ray instance's start-up are timed apart and excluded, as th
 excludes the engine's: they are paid once per session, not per video. Both sides' predictions
 and captions are compared (they should be equal).
 
-    python -m videoqa.bench.ray_ratio [--mode quick|full|tiny] [--work-dir outputs/bench]   (log: <work-dir>/ray_ratio.log)
+    python -m videoqa.bench.ray_ratio [--mode quick|full|tiny] [--work-dir outputs/bench]
+    (log: <work-dir>/ray_ratio.log)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +40,26 @@ def run_config(settings: BenchSettings, work: Path, models: tuple[Path, Path], e
     return RunConfig(
         dataset=e2e_dataset(work, settings),
         captioner=CaptionerConfig(
-            name="tiny-ser", type="ser", model=str(captioner_dir), prompt=PROMPT, device=device,
-            max_new_tokens=settings.e2e_new_tokens, batch_size=settings.e2e_batch_size,
+            name="tiny-ser",
+            type="ser",
+            model=str(captioner_dir),
+            prompt=PROMPT,
+            device=device,
+            max_new_tokens=settings.e2e_new_tokens,
+            batch_size=settings.e2e_batch_size,
         ),
         llm=LLMConfig(
-            name="tiny-qwen2", model=str(llm_dir), max_model_len=4096, dtype="float32", cpu_kvcache_gib=1,
-            gpu_memory_utilization=0.3, engine_kwargs={"enforce_eager": True} if settings.enforce_eager else {},
+            name="tiny-qwen2",
+            model=str(llm_dir),
+            max_model_len=4096,
+            dtype="float32",
+            cpu_kvcache_gib=1,
+            gpu_memory_utilization=0.3,
+            engine_kwargs={"enforce_eager": True} if settings.enforce_eager else {},
         ),
-        output_dir=str(work / f"ray-ratio-{executor}"), run_id="bench", executor=executor,
+        output_dir=str(work / f"ray-ratio-{executor}"),
+        run_id="bench",
+        executor=executor,
         ray=RayConfig(num_cpus=RAY_CPUS, captioners=2, captioner_num_cpus=1, concurrency=1),
     )
 
@@ -63,8 +77,10 @@ def timed_run(config: RunConfig) -> dict[str, Any]:
         "caption_stage_wall_s": timing["caption_stage_wall_s"],
         "answer_s": timing["answer_s"],
         "frames": timing["frames_captioned"],
-        "predictions": {row["qid"]: (row["pred"], row["status"], row["raw"])
-                        for _, row in read_jsonl(result.run_dir / "predictions.jsonl")},
+        "predictions": {
+            row["qid"]: (row["pred"], row["status"], row["raw"])
+            for _, row in read_jsonl(result.run_dir / "predictions.jsonl")
+        },
         "captions": {row["video_id"]: row["captions"] for _, row in read_jsonl(result.run_dir / "captions.jsonl")},
     }
 
@@ -95,10 +111,17 @@ def ray_ratio_step(settings: BenchSettings, work: Path, device: str = "cpu") -> 
     same_predictions = local.pop("predictions") == on_ray.pop("predictions")
     same_captions = local.pop("captions") == on_ray.pop("captions")
     return {
-        "videos": settings.e2e_videos, "video_seconds": settings.e2e_seconds, "device": device,
-        "ray_startup_s_excluded": ray_startup_s, "cluster": cluster,
-        "captioner_actors": ray_config.ray.captioners, "llm_replicas": ray_config.ray.concurrency,
-        "local": local, "ray": on_ray, "same_predictions": same_predictions, "same_captions": same_captions,
+        "videos": settings.e2e_videos,
+        "video_seconds": settings.e2e_seconds,
+        "device": device,
+        "ray_startup_s_excluded": ray_startup_s,
+        "cluster": cluster,
+        "captioner_actors": ray_config.ray.captioners,
+        "llm_replicas": ray_config.ray.concurrency,
+        "local": local,
+        "ray": on_ray,
+        "same_predictions": same_predictions,
+        "same_captions": same_captions,
         "ray_over_local": on_ray["seconds"] / local["seconds"],
         "ray_over_local_with_startup": (on_ray["seconds_with_engine_startup"] + ray_startup_s)
         / local["seconds_with_engine_startup"],

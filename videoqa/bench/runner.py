@@ -1,5 +1,6 @@
 """One bench run: the steps in an order that keeps them apart, the machine's facts, the report
 (figures, details, machine) printed as a table and written as JSON."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -30,8 +32,14 @@ def set_threads(settings: BenchSettings, probe: dict[str, Any]) -> dict[str, Any
     """Torch threads for the run: --threads, else all cores, or the free ones on a busy machine."""
     threads = settings.threads or auto_threads(probe)
     if threads != torch.get_num_threads():
-        say(f"torch threads: {threads}" + ("" if settings.threads else
-            " (other processes hold cores: a thread on a busy core stalls every parallel op)"))
+        say(
+            f"torch threads: {threads}"
+            + (
+                ""
+                if settings.threads
+                else " (other processes hold cores: a thread on a busy core stalls every parallel op)"
+            )
+        )
     torch.set_num_threads(threads)
     return {"used": threads, "cores": os.cpu_count(), "chosen": "--threads" if settings.threads else "auto"}
 
@@ -61,7 +69,7 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
         t0 = time.perf_counter()
         try:
             result = action()
-        except Exception as exc:  # noqa: BLE001 - reported per figure, the other steps still run
+        except Exception as exc:  # reported per figure, the other steps still run
             details["errors"][step] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc(file=sys.stderr)
             return None

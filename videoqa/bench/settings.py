@@ -2,14 +2,21 @@
 
 Light on purpose (no torch): the CLI imports it to build `videoqa bench`'s arguments.
 """
+
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 
 FIGURES = (
-    "peak_flops", "caption_mfu", "batch_speedup", "ser_over_specialist", "generalist_over_ser",
-    "decode_vs_ffmpeg", "e2e_speedup_vs_loop", "ray_over_local",
+    "peak_flops",
+    "caption_mfu",
+    "batch_speedup",
+    "ser_over_specialist",
+    "generalist_over_ser",
+    "decode_vs_ffmpeg",
+    "e2e_speedup_vs_loop",
+    "ray_over_local",
 )
 # targets on a CPU (the lead's), as (comparison, value)
 TARGETS: dict[str, tuple[str, float]] = {
@@ -75,15 +82,41 @@ class BenchSettings:
 MODES = {
     "full": BenchSettings(mode="full"),
     "quick": BenchSettings(
-        mode="quick", batch_size=4, frames=4, batch1_frames=1, new_tokens=16, repeats=1,
-        peak_shapes=((577, 1024, 4096), (2048, 2048, 2048)), peak_seconds=1.5, llava_layers=(2,),
-        e2e_videos=4, e2e_seconds=30.0, enforce_eager=True,
+        mode="quick",
+        batch_size=4,
+        frames=4,
+        batch1_frames=1,
+        new_tokens=16,
+        repeats=1,
+        peak_shapes=((577, 1024, 4096), (2048, 2048, 2048)),
+        peak_seconds=1.5,
+        llava_layers=(2,),
+        e2e_videos=4,
+        e2e_seconds=30.0,
+        enforce_eager=True,
     ),
     "tiny": BenchSettings(  # the tests' smoke run: every code path, tiny sizes
-        mode="tiny", preset="tiny-ser", batch_size=4, frames=4, batch1_frames=2, new_tokens=4, repeats=1,
-        peak_shapes=((64, 64, 64),), peak_seconds=0.05, llava="tiny", llava_layers=(1, 2),
-        decode_seconds=4.0, decode_width=160, decode_height=120, decode_gop=30, decode_repeats=1,
-        e2e_videos=2, e2e_seconds=3.0, e2e_batch_size=4, e2e_new_tokens=4, e2e_questions_per_video=1,
+        mode="tiny",
+        preset="tiny-ser",
+        batch_size=4,
+        frames=4,
+        batch1_frames=2,
+        new_tokens=4,
+        repeats=1,
+        peak_shapes=((64, 64, 64),),
+        peak_seconds=0.05,
+        llava="tiny",
+        llava_layers=(1, 2),
+        decode_seconds=4.0,
+        decode_width=160,
+        decode_height=120,
+        decode_gop=30,
+        decode_repeats=1,
+        e2e_videos=2,
+        e2e_seconds=3.0,
+        e2e_batch_size=4,
+        e2e_new_tokens=4,
+        e2e_questions_per_video=1,
         enforce_eager=True,
     ),
 }
@@ -98,7 +131,7 @@ class Figure:
     status: str = "skipped"  # pass | miss | info | error | skipped
     note: str = ""
 
-    def judge(self, value: float, note: str = "") -> "Figure":
+    def judge(self, value: float, note: str = "") -> Figure:
         self.value, self.note = value, note
         if self.target is None:
             self.status = "info"

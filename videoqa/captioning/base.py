@@ -6,10 +6,12 @@ and `num_parameters()` are answered from files alone, so the caption cache can b
 and a fully cached run finished - without ever loading a model. Weights are loaded by `load()`,
 which the caption stage calls only when there are frames to caption.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -4,6 +4,7 @@ Key = (video content identity, sampling parameters, captioner identity incl. wei
 A finished video's captions are one small JSON file, written atomically, so a killed run loses
 at most the videos it was working on; a re-run does no model work for cached videos.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ def video_fingerprint(path: Path) -> str:
 
 
 def file_state(path: Path) -> str:
-    """"absent", or the content fingerprint: what a failed video is compared against on resume."""
+    """ "absent", or the content fingerprint: what a failed video is compared against on resume."""
     try:
         return video_fingerprint(Path(path))
     except (FileNotFoundError, NotADirectoryError):

@@ -25,20 +25,28 @@ The constructor reads config.json, tokenizer and image processor only; `identity
 `num_parameters()` (from the safetensors headers) need no weights; `load()` loads them. Missing
 weights are a one-line MissingModelError (nothing is downloaded).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from videoqa.answering.llm.vlm import (
-    FALLBACK_TEMPLATES, IMAGE, SELF_PLACING, VLMInputs, load_vlm_model, open_vlm, processor_image_size,
+    FALLBACK_TEMPLATES,
+    IMAGE,
+    SELF_PLACING,
+    VLMInputs,
+    load_vlm_model,
+    open_vlm,
+    processor_image_size,
 )
 from videoqa.captioning.base import Captioner
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
-from videoqa_base.errors import UserError
 from videoqa_base.checkpoints import checkpoint_parameters
+from videoqa_base.errors import UserError
 
 EXAMPLE_MODEL = "HuggingFaceTB/SmolVLM-256M-Instruct"
 
@@ -63,7 +71,7 @@ def caption_prompt_text(inputs: VLMInputs, model_type: str, template: str | None
     if template is None:
         raise UserError(
             f"model type {model_type!r} has no chat template; set captioner.options.prompt_template "
-            f"(e.g. \"USER: {IMAGE}\\n{{prompt}} ASSISTANT:\")"
+            f'(e.g. "USER: {IMAGE}\\n{{prompt}} ASSISTANT:")'
         )
     return template.replace(IMAGE, inputs.image_placeholder).replace("{prompt}", prompt)
 
@@ -86,9 +94,13 @@ class HFVLMCaptioner(Captioner):
             )
         check_prompt_template(config.name, config.options.get("prompt_template"))  # before any file is read
         # relative model paths are taken from the working directory, like every other captioner's
-        self.resolved, self.model_config, self.inputs = open_vlm(config.model, config.revision, what=f"{config.name} captioner")
+        self.resolved, self.model_config, self.inputs = open_vlm(
+            config.model, config.revision, what=f"{config.name} captioner"
+        )
         self.model_type = self.model_config.model_type
-        self.prompt_template = check_prompt_template(config.name, config.options.get("prompt_template"), self.model_type)
+        self.prompt_template = check_prompt_template(
+            config.name, config.options.get("prompt_template"), self.model_type
+        )
         self.prompt_text(config.prompt)  # a checkpoint without any prompt layout fails now, not mid-run
         self.image_size = self._image_size(config.options.get("image_size"))
         self.device = resolve_device(config.device)
@@ -157,7 +169,10 @@ class HFVLMCaptioner(Captioner):
                 inputs[key] = inputs[key].to(self.dtype)
         with torch.inference_mode():
             output = self.model.generate(
-                **inputs, do_sample=False, num_beams=1, max_new_tokens=self.config.max_new_tokens,
+                **inputs,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=self.config.max_new_tokens,
                 pad_token_id=self.inputs.tokenizer.pad_token_id,
             )
         # a decoder-only LM returns the prompt before the new tokens; an encoder-decoder only new ones

@@ -25,22 +25,24 @@ This captioner never sees frames. Videos the file has no captions for are report
 `missing_precomputed()` as failures with reason "no_precomputed_captions" (for a pipeline that
 asks), and `caption()` refuses with a message naming them (for one that does not).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from videoqa.captioning.base import Captioner
 from videoqa.config import CaptionerConfig
-from videoqa_base.errors import AnnotationError, MissingModelError, UserError
-from videoqa_base.jsonl import parse_jsonl
 from videoqa.registry import CAPTIONERS
 from videoqa.types import Caption, VideoCaptions, VideoFailure
+from videoqa_base.errors import AnnotationError, MissingModelError, UserError
+from videoqa_base.jsonl import parse_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWN_OPTIONS = {"seconds_per_caption", "parameters", "source"}
@@ -80,14 +82,18 @@ def read_caption_file(path: Path, seconds_per_caption: float = 1.0) -> dict[str,
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise AnnotationError(path, "(top level)", f"UTF-8 JSON text (undecodable byte at offset {exc.start})") from None
+        raise AnnotationError(
+            path, "(top level)", f"UTF-8 JSON text (undecodable byte at offset {exc.start})"
+        ) from None
     records = _jsonl_records(path, text) if path.suffix == ".jsonl" else _json_records(path, text)
     videos: dict[str, VideoCaptions] = {}
     for id_key, key, video_id, entries, duration in records:
         if video_id in videos:
             raise AnnotationError(path, id_key, f"a video id that appears once ({video_id!r} is repeated)")
         captions, end_of_last = _parse_entries(path, key, entries, seconds_per_caption)
-        videos[video_id] = VideoCaptions(video_id, captions, end_of_last if duration is None else duration, caption_s=0.0)
+        videos[video_id] = VideoCaptions(
+            video_id, captions, end_of_last if duration is None else duration, caption_s=0.0
+        )
     return videos
 
 
@@ -126,7 +132,13 @@ def _jsonl_records(path: Path, text: str) -> list[Record]:
         if duration is not None and not _is_time(duration):
             raise AnnotationError(path, f"{where}.duration", f"seconds >= 0, got {duration!r}")
         records.append(
-            (f"{where}.video_id", f"{where}.captions", str(video_id), row["captions"], None if duration is None else float(duration))
+            (
+                f"{where}.video_id",
+                f"{where}.captions",
+                str(video_id),
+                row["captions"],
+                None if duration is None else float(duration),
+            )
         )
     return records
 
@@ -149,13 +161,17 @@ def _parse_entries(path: Path, key: str, entries: Any, seconds_per_caption: floa
     if not isinstance(entries, list):
         raise AnnotationError(path, key, f"a list of captions (or one string), got {type(entries).__name__}")
     if all(isinstance(entry, str) for entry in entries):
-        return [Caption(t=i * seconds_per_caption, text=entry) for i, entry in enumerate(entries)], len(entries) * seconds_per_caption
+        return [Caption(t=i * seconds_per_caption, text=entry) for i, entry in enumerate(entries)], len(
+            entries
+        ) * seconds_per_caption
     captions, end_of_last = [], 0.0
     for i, entry in enumerate(entries):
         where = f"{key}[{i}]"
         if not isinstance(entry, dict):
             raise AnnotationError(
-                path, where, f"either all strings or all objects with 't'/'start' and 'caption'/'text', got {type(entry).__name__}"
+                path,
+                where,
+                f"either all strings or all objects with 't'/'start' and 'caption'/'text', got {type(entry).__name__}",
             )
         time_key, t = _pick(entry, TIME_KEYS)
         text_key, text = _pick(entry, TEXT_KEYS)
@@ -222,7 +238,9 @@ class PrecomputedCaptioner(Captioner):
         if str(video_id) in self.videos:
             return None
         return VideoFailure(
-            video_id=str(video_id), path=str(path), reason=NO_CAPTIONS,
+            video_id=str(video_id),
+            path=str(path),
+            reason=NO_CAPTIONS,
             message=f"{self.path}: no captions for video {video_id!r}",
         )
 

@@ -7,19 +7,21 @@ Options (`captioner.options` in the YAML):
     refine_steps: refinement passes after the first glance (ser only; default: the checkpoint's, 1).
 The weights load on the first `caption()` (the caption stage calls `load()` only for uncached videos).
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from videoqa.captioning.base import Captioner
 from videoqa.config import CaptionerConfig
-from videoqa_base.errors import UserError
 from videoqa.registry import CAPTIONERS
 from videoqa_base.checkpoints import safetensors_parameter_count
+from videoqa_base.errors import UserError
 
 TRAIN_HINTS = {
     "ser": "train one with `captioner train --config configs/train/stage2.yaml`",
@@ -51,8 +53,8 @@ class SeRCaptioner(Captioner):
     known_options = frozenset({"refine_steps"})
 
     def __init__(self, config: CaptionerConfig):
-        from captioner.inference import MissingCheckpointError
         from captioner.configuration_ser import SeRConfig
+        from captioner.inference import MissingCheckpointError
         from captioner.processing_ser import SeRProcessor
         from videoqa_base.device import resolve_device, resolve_dtype
 
@@ -90,7 +92,10 @@ class SeRCaptioner(Captioner):
         from captioner.inference import load_model
 
         self.model, self.processor = load_model(
-            self.model_dir, dtype=self.dtype, device=str(self.device), revision=self.config.revision,
+            self.model_dir,
+            dtype=self.dtype,
+            device=str(self.device),
+            revision=self.config.revision,
             train_hint=TRAIN_HINTS[self.kind],
         )
 
@@ -101,8 +106,12 @@ class SeRCaptioner(Captioner):
             return []
         self.load()
         return generate_captions(
-            self.model, self.processor, list(images), prompt,
-            max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size,
+            self.model,
+            self.processor,
+            list(images),
+            prompt,
+            max_new_tokens=self.config.max_new_tokens,
+            batch_size=self.config.batch_size,
             refine_steps=self.refine_steps,
         )
 

@@ -4,12 +4,13 @@ Frames from different videos are pooled into full batches, so the captioner alwa
 `batch_size` (short videos do not leave the batch half empty), and a video's captions are
 emitted as soon as its last frame is captioned.
 """
+
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 

@@ -6,13 +6,14 @@ The captioner's identity is known without its weights, so the cache is read firs
 weights are loaded only when some video still needs captioning: a fully cached run loads no model.
 A video that failed in an earlier attempt is retried only if its file has appeared or changed.
 """
+
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -84,15 +85,25 @@ def caption_videos(
     stats, decode_stats = CaptionStats(), DecodeStats()
     started = time.perf_counter()
     if todo:
-        with progress_bar(desc="decode", unit="frame", show=progress) as decode_bar, progress_bar(
-            total=len(todo), desc="caption", unit="video", show=progress
-        ) as caption_bar:
+        with (
+            progress_bar(desc="decode", unit="frame", show=progress) as decode_bar,
+            progress_bar(total=len(todo), desc="caption", unit="video", show=progress) as caption_bar,
+        ):
             frames = stream_videos(
-                todo, fps=config.frames.fps, num_frames=config.frames.num_frames, max_frames=config.frames.max_frames,
-                size=captioner.image_size, workers=config.frames.workers, stats=decode_stats,
+                todo,
+                fps=config.frames.fps,
+                num_frames=config.frames.num_frames,
+                max_frames=config.frames.max_frames,
+                size=captioner.image_size,
+                workers=config.frames.workers,
+                stats=decode_stats,
             )
             for out in caption_stream(
-                _count_decoded(frames, decode_bar), captioner, config.captioner.prompt, config.captioner.batch_size, stats
+                _count_decoded(frames, decode_bar),
+                captioner,
+                config.captioner.prompt,
+                config.captioner.batch_size,
+                stats,
             ):
                 if isinstance(out, VideoFailure):
                     out.fingerprint = file_state(paths[out.video_id])

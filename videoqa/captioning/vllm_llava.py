@@ -24,11 +24,13 @@ from the transformers `llava-1.5` captioner. vLLM 0.32's LLaVA module imports tr
 Pixtral image processor, which needs torchvision: without torchvision this captioner refuses to
 start with a one-line error (use `llava-1.5` there).
 """
+
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +39,8 @@ from videoqa.captioning.base import Captioner
 from videoqa.captioning.hf_vlm import caption_prompt_text, check_prompt_template
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
-from videoqa_base.errors import UserError
 from videoqa_base.checkpoints import checkpoint_parameters
+from videoqa_base.errors import UserError
 
 
 def check_vllm_llava() -> str:
@@ -79,7 +81,9 @@ class VLLMLlavaCaptioner(Captioner):
         if not isinstance(engine_kwargs, dict):
             raise UserError(f"captioner {config.name!r}: options.engine_kwargs must be a mapping")
         # one-line errors before paying for an engine start; the processor gives prompt layout and size
-        self.resolved, self.model_config, self.inputs = open_vlm(config.model, config.revision, what="LLaVA-1.5 captioner")
+        self.resolved, self.model_config, self.inputs = open_vlm(
+            config.model, config.revision, what="LLaVA-1.5 captioner"
+        )
         self.image_size = processor_image_size(self.inputs.image_processor)
         # same policy as the transformers captioners (bf16 / fp16 on GPU; on CPU per videoqa_base.device)
         self.dtype = str(resolve_dtype(config.dtype, resolve_device(config.device))).removeprefix("torch.")
@@ -118,7 +122,10 @@ class VLLMLlavaCaptioner(Captioner):
         self.load()  # normally done by the caption stage; idempotent (and restarts a closed engine)
         text = self.prompt_text(prompt)
         requests = [
-            {"prompt": text, "multi_modal_data": {"image": Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))}}
+            {
+                "prompt": text,
+                "multi_modal_data": {"image": Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))},
+            }
             for image in images
         ]
         params = SamplingParams(temperature=0.0, max_tokens=self.config.max_new_tokens)
@@ -148,7 +155,9 @@ class VLLMLlavaCaptioner(Captioner):
         llm, self.llm, self.loaded = self.llm, None, False
         if llm is not None:
             engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+            shutdown = getattr(engine, "shutdown", None) or getattr(
+                getattr(engine, "engine_core", None), "shutdown", None
+            )
             if callable(shutdown):
                 shutdown()
 

@@ -5,14 +5,15 @@ The captioner package never imports videoqa; what it needs of the pipeline is pa
 `pseudo-initial --llm` builds one of videoqa's LLM backends and hands it to
 `captioner.pseudo_initial.run`.
 """
+
 from __future__ import annotations
 
 import argparse
 import functools
 import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from videoqa_base.cli import run_guarded
 from videoqa_base.logs import quiet_defaults, quiet_third_party
@@ -30,7 +31,9 @@ SUBCOMMANDS = {
 
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm", help="LLM: configs/llms/<name>.yaml, a YAML file or a local model directory")
-    parser.add_argument("--llm-set", action="append", default=[], metavar="KEY=VALUE", help="override an LLM config field")
+    parser.add_argument(
+        "--llm-set", action="append", default=[], metavar="KEY=VALUE", help="override an LLM config field"
+    )
 
 
 def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
@@ -41,7 +44,9 @@ def load_llm_backend(ref: str, overrides: Sequence[str] = ()):
     from videoqa_base.config import apply_overrides, validate
 
     data, source = resolve_component("llms", ref)
-    config = validate(LLMConfig, apply_overrides(data, list(overrides)), source + (" (+ --llm-set)" if overrides else ""))
+    config = validate(
+        LLMConfig, apply_overrides(data, list(overrides)), source + (" (+ --llm-set)" if overrides else "")
+    )
     return load_backend(config)
 
 
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="captioner", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (_module, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     # parse only the subcommand name first, so that unrelated modules are never imported
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:

@@ -7,6 +7,7 @@
 vLLM/torch/transformers output goes to a log file (run.log in the run directory, compare.log,
 outputs/demo/demo.log, outputs/bench/bench.log) unless --verbose; progress bars and results stay.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
     if compare:
         parser.add_argument("--captioners", required=True, help="comma-separated captioner names or model directories")
         parser.add_argument(
-            "--video-llms", default="", help="comma-separated video LLMs (configs/llms/*.yaml or VLM directories): "
+            "--video-llms",
+            default="",
+            help="comma-separated video LLMs (configs/llms/*.yaml or VLM directories): "
             "one more row each, answered from the frames without captions",
         )
     else:
         parser.add_argument(
-            "--answerer", choices=("captions", "video-llm"),
-            help="captions (default): caption, then answer from the transcript; video-llm: the --llm watches the frames",
+            "--answerer",
+            choices=("captions", "video-llm"),
+            help="captions (default): caption, then answer from the transcript; video-llm: the --llm "
+            "watches the frames",
         )
         parser.add_argument(
-            "--captioner", required=True,
+            "--captioner",
+            required=True,
             help="registered captioner (configs/captioners/*.yaml) or a local model directory",
         )
     parser.add_argument("--llm", help="registered LLM (configs/llms/*.yaml) or a local model directory")
@@ -55,15 +61,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
     parser.add_argument("--output-dir", help="where run directories go (default: outputs)")
     parser.add_argument("--run-id", help="name of the run directory (default: a UTC timestamp)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config field, e.g. --set frames.fps=0.5 --set captioner.batch_size=64",
     )
     parser.add_argument(
-        "--executor", choices=("local", "ray"),
+        "--executor",
+        choices=("local", "ray"),
         help="where the stages run: local (this process, the default) or ray (actor pools on a Ray cluster)",
     )
     parser.add_argument(
-        "--ray-address", metavar="auto|HOST:PORT",
+        "--ray-address",
+        metavar="auto|HOST:PORT",
         help="the Ray cluster to join (implies --executor ray); default: a Ray instance inside this process",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,8 +85,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
     overrides = []
     for flag, key in (
-        ("data_root", "dataset.data_root"), ("split", "dataset.split"), ("limit", "limit"),
-        ("output_dir", "output_dir"), ("run_id", "run_id"), ("executor", "executor"), ("ray_address", "ray.address"),
+        ("data_root", "dataset.data_root"),
+        ("split", "dataset.split"),
+        ("limit", "limit"),
+        ("output_dir", "output_dir"),
+        ("run_id", "run_id"),
+        ("executor", "executor"),
+        ("ray_address", "ray.address"),
         ("answerer", "answerer"),
     ):
         value = getattr(args, flag, None)
@@ -116,8 +133,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     directory = comparison_directory(first, compare_id)
     with third_party_log(args, directory / "compare.log"):
         result = compare(
-            args.dataset, captioners, args.llm, overrides_from_args(args), compare_id=compare_id,
-            progress=not args.quiet, video_llms=[v.strip() for v in args.video_llms.split(",") if v.strip()],
+            args.dataset,
+            captioners,
+            args.llm,
+            overrides_from_args(args),
+            compare_id=compare_id,
+            progress=not args.quiet,
+            video_llms=[v.strip() for v in args.video_llms.split(",") if v.strip()],
         )
     print(result.table.to_markdown(index=False))
     print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
@@ -157,14 +179,18 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "run": (cmd_run, add_run_arguments, "answer a dataset's questions: decode -> caption -> LLM -> score"),
     "compare": (
-        cmd_compare, lambda p: add_run_arguments(p, compare=True),
+        cmd_compare,
+        lambda p: add_run_arguments(p, compare=True),
         "compare captioners on one dataset with one LLM (accuracy/time tables)",
     ),
     "bench": (
-        cmd_bench, add_bench_arguments, "measure speed ratios on this machine (MFU, batching, decode, end to end)"
+        cmd_bench,
+        add_bench_arguments,
+        "measure speed ratios on this machine (MFU, batching, decode, end to end)",
     ),
     "demo": (
-        cmd_demo, add_demo_arguments,
+        cmd_demo,
+        add_demo_arguments,
         "offline demo: builds tiny models and a small EgoSchema-layout dataset, then runs it",
     ),
 }

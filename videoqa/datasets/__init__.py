@@ -1,4 +1,5 @@
 """Dataset loaders: each turns files on disk into a list of `Question`s."""
+
 from __future__ import annotations
 
 from videoqa.config import DatasetConfig

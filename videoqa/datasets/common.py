@@ -1,4 +1,5 @@
 """Helpers shared by the dataset loaders: JSON reading and field checks that name file and key."""
+
 from __future__ import annotations
 
 import json

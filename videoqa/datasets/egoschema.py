@@ -9,15 +9,16 @@ split "full":   every question, no answers; the run writes a submission file {q_
 options.categories_file (optional, under data_root): {q_uid: category} or {category: [q_uid, ...]}
 for per-category accuracy in metrics.json.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from videoqa.config import DatasetConfig
 from videoqa.datasets.common import find_video, read_json, require_str
-from videoqa_base.errors import AnnotationError, UserError
 from videoqa.registry import DATASETS
 from videoqa.types import Question
+from videoqa_base.errors import AnnotationError, UserError
 
 NUM_OPTIONS = 5
 HOW_TO_GET = (

@@ -5,15 +5,16 @@
 
 `video` is relative to data_root (or absolute); `answer` is an option index, a letter, or absent.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from videoqa.config import DatasetConfig
-from videoqa_base.errors import AnnotationError, UserError
-from videoqa_base.jsonl import read_jsonl
 from videoqa.registry import DATASETS
 from videoqa.types import OPTION_LETTERS, Question
+from videoqa_base.errors import AnnotationError, UserError
+from videoqa_base.jsonl import read_jsonl
 
 
 def _answer_index(value, n_options: int, path: Path, where: str) -> int | None:
@@ -23,7 +24,11 @@ def _answer_index(value, n_options: int, path: Path, where: str) -> int | None:
         return OPTION_LETTERS.index(value.strip().upper())
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n_options:
         return value
-    raise AnnotationError(path, f"{where}.answer", f"an option index 0-{n_options - 1}, a letter A-{OPTION_LETTERS[n_options - 1]}, or null")
+    raise AnnotationError(
+        path,
+        f"{where}.answer",
+        f"an option index 0-{n_options - 1}, a letter A-{OPTION_LETTERS[n_options - 1]}, or null",
+    )
 
 
 @DATASETS.register("jsonl")
@@ -41,7 +46,8 @@ def load_jsonl(config: DatasetConfig) -> list[Question]:
                 raise AnnotationError(path, f"{where}.{key}", "a non-empty string")
         options = item.get("options")
         if (
-            not isinstance(options, list) or not 2 <= len(options) <= len(OPTION_LETTERS)
+            not isinstance(options, list)
+            or not 2 <= len(options) <= len(OPTION_LETTERS)
             or not all(isinstance(o, str) and o.strip() for o in options)
         ):
             raise AnnotationError(path, f"{where}.options", f"a list of 2-{len(OPTION_LETTERS)} non-empty strings")

@@ -5,6 +5,7 @@
                            (NExT-QA ships map_vid_vidorID.json: {video: "folder/vidorID"})
 Accuracy is also reported per question type (the `type` column, e.g. CW, TN, DC).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,15 @@ import pandas as pd
 
 from videoqa.config import DatasetConfig
 from videoqa.datasets.common import find_video
-from videoqa_base.errors import AnnotationError, UserError
 from videoqa.registry import DATASETS
 from videoqa.types import Question
+from videoqa_base.errors import AnnotationError, UserError
 
 REQUIRED = ("video", "question", "answer", "qid", "type", "a0", "a1", "a2", "a3", "a4")
 HOW_TO_GET = {
     "nextqa": "NExT-QA's CSVs and videos come from the official NExT-QA repository (github.com/doc-doc/NExT-QA)",
-    "intentqa": "IntentQA's CSVs and videos come from the official IntentQA repository (github.com/JoseponLee/IntentQA)",
+    "intentqa": "IntentQA's CSVs and videos come from the official IntentQA repository "
+    "(github.com/JoseponLee/IntentQA)",
 }
 
 

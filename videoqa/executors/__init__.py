@@ -5,6 +5,7 @@ An executor has two methods, both called with the same arguments whatever the ex
     caption_videos(config, captioner, videos, known_failures, on_failure, progress) -> CaptionResult
     load_backend(llm_config) -> LLMBackend        (the answering stage's LLM)
 """
+
 from __future__ import annotations
 
 import importlib

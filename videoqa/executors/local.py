@@ -1,4 +1,5 @@
 """The local executor: every stage in this process, on this machine's devices."""
+
 from __future__ import annotations
 
 from videoqa.answering.llm import load_backend

@@ -12,13 +12,14 @@ timings) is one Python object that must reach the driver as soon as it exists, a
 a shuffle or a dataset; an actor that dies is restarted by Ray and its unfinished share retried
 (videos it had finished come from the shared cache then).
 """
+
 from __future__ import annotations
 
 import os
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from tqdm import tqdm
 
@@ -61,7 +62,12 @@ class CaptionerWorker:
         new_failures: list[VideoFailure] = []
         # collect=False: the weights stay loaded for the next share, there is nothing to free
         result = caption_videos(
-            self.config, self.captioner, videos, known_failures, new_failures.append, progress=False,
+            self.config,
+            self.captioner,
+            videos,
+            known_failures,
+            new_failures.append,
+            progress=False,
             **stage_options | {"collect": False},
         )
         return result, new_failures
@@ -98,10 +104,7 @@ def merge_results(results: Sequence[CaptionResult], videos: Sequence[tuple[str, 
     counts and seconds add up, the stage's wall time is the driver's."""
     order = {vid: i for i, (vid, _) in enumerate(videos)}
     per_video = {vid: t for r in results for vid, t in r.timing["per_video"].items()}
-    timing = {
-        name: sum(r.timing[name] for r in results)
-        for name in results[0].timing if name not in MERGED_OTHERWISE
-    }
+    timing = {name: sum(r.timing[name] for r in results) for name in results[0].timing if name not in MERGED_OTHERWISE}
     timing |= {
         "caption_stage_wall_s": wall_s,
         "caption_batch_size": min(r.timing["caption_batch_size"] for r in results),  # after any OOM backoff
@@ -112,9 +115,13 @@ def merge_results(results: Sequence[CaptionResult], videos: Sequence[tuple[str, 
 
 
 def caption_on_ray(
-    config, captioner: Captioner, videos: Sequence[tuple[str, Path]],
-    known_failures: dict[str, VideoFailure] | None = None, on_failure: Callable[[VideoFailure], None] | None = None,
-    progress: bool = True, **stage_options,
+    config,
+    captioner: Captioner,
+    videos: Sequence[tuple[str, Path]],
+    known_failures: dict[str, VideoFailure] | None = None,
+    on_failure: Callable[[VideoFailure], None] | None = None,
+    progress: bool = True,
+    **stage_options,
 ) -> CaptionResult:
     """The executor's caption stage: same arguments and result as the local `caption_videos`."""
     import ray

@@ -6,6 +6,7 @@ model directories) is entered by each actor, which assumes shared storage on a m
 cluster (docs/scale-out.md). Settings the libraries read from the environment (VLLM_*, HF_*, ...)
 travel with the job, secrets excepted.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,8 @@ NAMESPACE = "videoqa"  # actors are named per run in this namespace: `ray list a
 
 def forwarded_environment() -> dict[str, str]:
     return {
-        name: value for name, value in os.environ.items()
+        name: value
+        for name, value in os.environ.items()
         if name.startswith(FORWARDED_PREFIXES) and not any(marker in name for marker in SECRET_MARKERS)
     }
 
@@ -83,7 +85,11 @@ def cluster_has_gpus() -> bool:
 def actor_options(name: str, num_cpus: float, num_gpus: float, max_restarts: int) -> dict[str, Any]:
     """A named, restartable actor: a call it was running when it died is retried on its restart."""
     return dict(
-        name=name, num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=max_restarts,
+        name=name,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        max_restarts=max_restarts,
+        max_task_retries=max_restarts,
     )
 
 

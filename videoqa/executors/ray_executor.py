@@ -9,6 +9,7 @@ it on a Ray cluster:
 Predictions, failures and the run directory stay in the driver, so durability and resume are
 the local executor's. The manifest also records Ray's version and the cluster's resources.
 """
+
 from __future__ import annotations
 
 from videoqa.executors.ray_captioning import caption_on_ray

@@ -13,11 +13,13 @@ questions) at a time, one `choose` call each: on this project's CPU check an eng
 ~90 s per call. Long-lived actors start each engine once; Ray restarts a replica that dies and
 retries the share it was answering.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from videoqa.answering.llm import load_backend
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
@@ -64,7 +66,8 @@ class RayLLMBackend(LLMBackend):
         self.config = llm_config
         replica = ray.remote(LLMReplica)
         options = dict(
-            num_cpus=ray_config.llm_num_cpus, num_gpus=replica_gpus(llm_config, ray_config),
+            num_cpus=ray_config.llm_num_cpus,
+            num_gpus=replica_gpus(llm_config, ray_config),
             max_restarts=ray_config.max_restarts,
         )
         prefix = f"{run_id or 'videoqa'}/llm-{uuid.uuid4().hex[:8]}"  # unique per attempt, as the captioners'

@@ -17,6 +17,7 @@ One module per responsibility, in the order a video goes through them:
     threads.py         bounded hand-over and joining for the background threads
     stream.py          stream_videos: many videos on worker threads, failures as records
 """
+
 from videoqa.frames.decode import decode_frames
 from videoqa.frames.errors import REASONS, VideoDecodeError
 from videoqa.frames.probe import VideoInfo, ffmpeg_exe, output_size, probe_video

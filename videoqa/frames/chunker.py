@@ -4,9 +4,10 @@ The decoders deliver frames in units of their own (decord reader units, ffmpeg p
 switch from one to the other part-way); the consumer is promised chunks of exactly `chunk_size`
 frames with the last one, and only it, marked final. This class keeps that promise in one place.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -10,14 +10,15 @@ yields the frames that could be decoded, the last chunk marked final (DecodeStat
 counts it). A video with no decodable frame raises VideoDecodeError(path, reason, message),
 reason one of missing | not_a_video | zero_frames | decode_error.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import decord
 import numpy as np
@@ -72,8 +73,16 @@ def decode_frames(
         raise ValueError(f"decoder must be 'auto' or 'ffmpeg', got {decoder!r}")
     path = Path(path)
     request = _Request(
-        path, video_id if video_id is not None else path.stem, fps, num_frames, max_frames, size, chunk_size,
-        readers, num_threads, decoder,
+        path,
+        video_id if video_id is not None else path.stem,
+        fps,
+        num_frames,
+        max_frames,
+        size,
+        chunk_size,
+        readers,
+        num_threads,
+        decoder,
     )
     return _timed(request, stats)
 

@@ -7,14 +7,15 @@ frame-threaded decode). decord 0.6.0 applies container rotation itself (transpos
 width/height swapped for 90/270); we check the shape it returns. A reader error is raised as
 UnitFailed naming the unit, so the caller can let ffmpeg decode from there on.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import decord
 import numpy as np

@@ -5,6 +5,7 @@ with a reason from REASONS, so stream_videos can turn any of them into a VideoFa
 go on with the next video. Kept in its own module so the prober and both decoders share it
 without importing one another.
 """
+
 from __future__ import annotations
 
 import re

@@ -6,13 +6,14 @@ or fails part-way. It applies the same sampling rule through its `select` filter
 (`Sampling.select_expr`), scales, and pipes raw RGB frames; rotation is ours (-noautorotate,
 then `rotate_upright`), as for decord. A stream that ends early ends quietly with what it gave.
 """
+
 from __future__ import annotations
 
 import logging
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import ffmpeg
 import numpy as np

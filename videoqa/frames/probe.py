@@ -6,6 +6,7 @@ get the same size and rotation. imageio-ffmpeg ships no ffprobe, hence the parsi
 Container rotation (phones: a rotate tag or a display matrix) is read here; `rotate_upright`
 turns frames that ffmpeg decoded with -noautorotate (decord 0.6.0 rotates by itself).
 """
+
 from __future__ import annotations
 
 import re
@@ -70,7 +71,10 @@ def probe_video(path: str | Path) -> VideoInfo:
     try:
         proc = subprocess.run(
             [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-            capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
         message = f"{path}: ffmpeg could not read the header within {PROBE_TIMEOUT_S:.0f} s"
@@ -96,13 +100,15 @@ def probe_video(path: str | Path) -> VideoInfo:
     fps = _FPS.search(details)
     duration = _DURATION.search(err)
     # the rotation side data / tag sits in the video stream's block, before the next stream
-    block = err[match.start():]
+    block = err[match.start() :]
     next_stream = block.find("Stream #", 1)
     rotation = _ROTATION.search(block if next_stream < 0 else block[:next_stream])
     degrees = 0.0
     if rotation:
         degrees = float(rotation.group(1)) if rotation.group(1) is not None else -float(rotation.group(2))
-    seconds = int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
+    seconds = (
+        int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
+    )
     return VideoInfo(
         width=int(size.group(1)) if size else None,
         height=int(size.group(2)) if size else None,

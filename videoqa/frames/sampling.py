@@ -15,6 +15,7 @@ index / avg_fps by more than half a sampling interval, frames are picked by time
 Because the rule is a closed form, ffmpeg's `select` filter can apply exactly the same rule when
 ffmpeg stands in for decord (see `Sampling.select_expr`).
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ Filled from the decoding threads of stream_videos, so the updates take a lock. K
 the decoders so the pipeline and the bench can hold and read one without caring how frames are
 decoded.
 """
+
 from __future__ import annotations
 
 import threading

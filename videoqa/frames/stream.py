@@ -5,14 +5,15 @@ This is what the pipeline consumes: worker threads decode whole videos ahead of 
 bounded whatever the video lengths, and a broken file becomes a VideoFailure record instead of
 stopping the run.
 """
+
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from videoqa.frames.decode import decode_frames
 from videoqa.frames.errors import VideoDecodeError, last_line
@@ -60,7 +61,13 @@ def stream_videos(
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     options = dict(
-        fps=fps, num_frames=num_frames, max_frames=max_frames, size=size, chunk_size=chunk_size, readers=readers, stats=stats
+        fps=fps,
+        num_frames=num_frames,
+        max_frames=max_frames,
+        size=size,
+        chunk_size=chunk_size,
+        readers=readers,
+        stats=stats,
     )
     return _stream(iter(items), options, workers, queue_size)
 

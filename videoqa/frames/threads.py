@@ -4,6 +4,7 @@ Both run producers in background threads that hand results over bounded queues; 
 make sure a producer never blocks forever on a consumer that has gone away, and that closing a
 generator waits for its threads (with a limit, for a decoder stuck inside a library call).
 """
+
 from __future__ import annotations
 
 import logging

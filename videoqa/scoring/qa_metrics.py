@@ -1,7 +1,8 @@
 """Scoring multiple-choice answers: accuracy, invalid answers and failures, per category."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -1,14 +1,25 @@
 """Result tables (one row per run) written as CSV, Markdown and LaTeX with pandas."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 TABLE_COLUMNS = [
-    "dataset", "captioner", "llm", "params", "questions", "accuracy", "invalid", "failed",
-    "caption_s", "answer_s", "total_s", "s_per_10min_video",
+    "dataset",
+    "captioner",
+    "llm",
+    "params",
+    "questions",
+    "accuracy",
+    "invalid",
+    "failed",
+    "caption_s",
+    "answer_s",
+    "total_s",
+    "s_per_10min_video",
 ]
 
 

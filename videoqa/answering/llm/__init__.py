@@ -5,6 +5,7 @@ module on first lookup, and each backend imports its heavy library only when con
 Shared here: resolving a model reference to local files + a revision for the run manifest,
 and the option-letter helpers every backend and the answer stage use.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from videoqa_base.errors import MissingModelError
 from videoqa.answering.llm.base import Completion, LLMBackend
+from videoqa_base.errors import MissingModelError
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
@@ -119,7 +120,7 @@ def validate_choices(choices: list[str] | tuple[str, ...]) -> None:
         raise ValueError(f"duplicate choices: {list(choices)}")
 
 
-def load_backend(config) -> "LLMBackend":
+def load_backend(config) -> LLMBackend:
     """The registered backend named by `config.backend`, built from an `LLMConfig`."""
     from videoqa.registry import LLM_BACKENDS
 

@@ -1,9 +1,11 @@
 """The LLM backend interface used by the answering stage."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 Messages = list[dict[str, str]]  # OpenAI-style chat messages
 

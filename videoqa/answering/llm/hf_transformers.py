@@ -5,14 +5,16 @@ tokens, so the answer is one of the choices by construction (choices whose first
 collide are scored by their full sequence log-probability instead). `generate()` is greedy
 `model.generate`. Prompts are processed `engine_kwargs["batch_size"]` at a time (left padding).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from videoqa.config import LLMConfig
 from videoqa.answering.llm import ChoiceCompletion, resolve_model, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
 from videoqa.answering.llm.local_model import LocalModelBackend
+from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
 
 

@@ -1,8 +1,10 @@
 """What the backends that hold the model's files locally share: the availability check, the chat
 template applied with the model's own tokenizer, token counting, and the over-long-prompt rule."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from videoqa.answering.llm import model_config_summary, resolve_model
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
@@ -45,14 +47,18 @@ class LocalModelBackend(LLMBackend):
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def split_overlong(self, prompts: Sequence[Messages], reserve: int = 1) -> tuple[list[int], list[Completion | None]]:
+    def split_overlong(
+        self, prompts: Sequence[Messages], reserve: int = 1
+    ) -> tuple[list[int], list[Completion | None]]:
         """Indices of the prompts that fit (with `reserve` tokens to spare), and a result list in
         which the others are already recorded as `context_overflow` failures."""
         fits, results = [], [None] * len(prompts)
         for i, messages in enumerate(prompts):
             n = self.count_tokens(messages)
             if n + reserve > self._max_context:
-                results[i] = Completion(text="", prompt_tokens=n, error=f"context_overflow: {n} tokens > {self._max_context}")
+                results[i] = Completion(
+                    text="", prompt_tokens=n, error=f"context_overflow: {n} tokens > {self._max_context}"
+                )
             else:
                 fits.append(i)
         return fits, results

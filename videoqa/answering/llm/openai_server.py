@@ -11,6 +11,7 @@ from a local copy of the tokenizer when the model is on this machine, else from 
 /tokenize endpoint. The API key is read from the env var named by `LLMConfig.api_key_env` and
 is never logged or recorded.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,15 @@ import random
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from videoqa.config import LLMConfig
-from videoqa_base.errors import MissingModelError, UserError
 from videoqa.answering.llm import ChoiceCompletion, resolve_model, validate_choices
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
+from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
+from videoqa_base.errors import MissingModelError, UserError
 
 INITIAL_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
@@ -50,7 +52,9 @@ class OpenAIServerBackend(LLMBackend):
         self.server_root = self.base_url.removesuffix("/v1")
         self._api_key = os.environ.get(config.api_key_env) or "EMPTY"  # vLLM accepts any key unless --api-key
         # Retries are ours (below) so that every failure is counted and recorded the same way.
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._api_key, timeout=config.timeout_s, max_retries=0)
+        self.client = openai.OpenAI(
+            base_url=self.base_url, api_key=self._api_key, timeout=config.timeout_s, max_retries=0
+        )
         self._openai = openai
 
         self.served_model, self._max_context = config.model, config.max_model_len

@@ -13,20 +13,22 @@ patches). The answer: one forward pass, log-softmax over the option letters' tok
 answer position (renormalised over the letters), the most likely letter wins.
 Options (`llm.engine_kwargs`): device (default: cuda if available).
 """
+
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, model_config_summary, validate_choices
 from videoqa.answering.llm.vlm import load_vlm_model, open_vlm
-from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
+from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.errors import UserError
 
 
@@ -98,11 +100,15 @@ class TransformersVideoBackend(VideoLLMBackend):
         self.config = config
         self.resolved, self.model_config, self.inputs = open_vlm(config.model, config.revision, what="video LLM")
         if not self.inputs.chat_template:
-            raise UserError(f"{self.resolved.path}: no chat template (a video LLM needs one to place frames and question)")
+            raise UserError(
+                f"{self.resolved.path}: no chat template (a video LLM needs one to place frames and question)"
+            )
         options = dict(config.engine_kwargs)
         self.device = resolve_device(str(options.pop("device", "auto")))
         if options:
-            raise UserError(f"LLM {config.name!r}: unknown engine_kwargs {sorted(options)} for transformers-video (known: device)")
+            raise UserError(
+                f"LLM {config.name!r}: unknown engine_kwargs {sorted(options)} for transformers-video (known: device)"
+            )
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.model = load_vlm_model(self.resolved.path, self.dtype, self.device)
         text_config = self.model_config.get_text_config()
@@ -140,10 +146,13 @@ class TransformersVideoBackend(VideoLLMBackend):
             scores = torch.log_softmax(logits, dim=-1)[token_ids].cpu()
             normalised = (scores - torch.logsumexp(scores, 0)).tolist()
             best = choices[int(np.argmax(normalised))]
-            results.append(ChoiceCompletion(
-                text=best, prompt_tokens=item.tokens,
-                choice_logprobs={c: s for c, s in zip(choices, normalised) if math.isfinite(s)},
-            ))
+            results.append(
+                ChoiceCompletion(
+                    text=best,
+                    prompt_tokens=item.tokens,
+                    choice_logprobs={c: s for c, s in zip(choices, normalised) if math.isfinite(s)},
+                )
+            )
         return results
 
     def _choice_tokens(self, choices: list[str]) -> list[int]:
@@ -155,10 +164,15 @@ class TransformersVideoBackend(VideoLLMBackend):
 
     def identity(self) -> dict[str, Any]:
         return {
-            "backend": "transformers-video", "name": self.config.name, "model": self.config.model,
-            "model_path": str(self.resolved.path), "revision": self.resolved.revision,
-            "revision_source": self.resolved.source, "dtype": str(self.dtype).removeprefix("torch."),
-            "device": str(self.device), "max_model_len": self._max_context,
+            "backend": "transformers-video",
+            "name": self.config.name,
+            "model": self.config.model,
+            "model_path": str(self.resolved.path),
+            "revision": self.resolved.revision,
+            "revision_source": self.resolved.source,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "max_model_len": self._max_context,
             "frames_as": "image sequence, each frame preceded by its time",
             "image_processor": type(self.inputs.image_processor).__name__,
             **{f"{k}_version": v for k, v in self._versions.items()},
@@ -168,4 +182,3 @@ class TransformersVideoBackend(VideoLLMBackend):
 
     def close(self) -> None:
         self.model = None
-

@@ -7,16 +7,18 @@ vLLM starts engine processes, so a script constructing this backend needs an
 `if __name__ == "__main__":` guard. On CPU builds the KV cache size comes from the env var
 VLLM_CPU_KVCACHE_SPACE (GiB), set here from `LLMConfig.cpu_kvcache_gib`.
 """
+
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from videoqa.config import LLMConfig
 from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, resolve_model, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
 from videoqa.answering.llm.local_model import LocalModelBackend
+from videoqa.config import LLMConfig
 from videoqa.registry import LLM_BACKENDS
 
 

@@ -11,10 +11,12 @@ Supported: the Qwen2-VL / Qwen2.5-VL family (the token count before sending - `v
 follows their patching: 2-frame temporal patches of 14 px, 2x2 merged). Other video LLMs need
 their own count.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +75,8 @@ class VLLMVideoBackend(VLLMOfflineBackend, VideoLLMBackend):
         _, model_config, inputs = open_vlm(config.model, config.revision, what="video LLM")
         if model_config.model_type not in QWEN_VL_TYPES:
             raise UserError(
-                f"{config.model}: backend vllm-video supports {sorted(QWEN_VL_TYPES)}, not {model_config.model_type!r}; "
+                f"{config.model}: backend vllm-video supports {sorted(QWEN_VL_TYPES)}, not "
+                f"{model_config.model_type!r}; "
                 f"use backend transformers-video (frames as images)"
             )
         self.inputs = inputs
@@ -91,8 +94,10 @@ class VLLMVideoBackend(VLLMOfflineBackend, VideoLLMBackend):
 
         params = [
             SamplingParams(
-                temperature=0.0, max_tokens=self._longest_choice_tokens(item.prompt.choices) + 1,
-                logprobs=len(item.prompt.choices), seed=self.config.seed,
+                temperature=0.0,
+                max_tokens=self._longest_choice_tokens(item.prompt.choices) + 1,
+                logprobs=len(item.prompt.choices),
+                seed=self.config.seed,
                 structured_outputs=StructuredOutputsParams(choice=list(item.prompt.choices)),
             )
             for item in prepared
@@ -101,12 +106,21 @@ class VLLMVideoBackend(VLLMOfflineBackend, VideoLLMBackend):
         results = []
         for item, out in zip(prepared, outputs):
             sample = out.outputs[0]
-            results.append(ChoiceCompletion(
-                text=sample.text, prompt_tokens=len(out.prompt_token_ids),
-                error=None if sample.text in item.prompt.choices else f"constrained output {sample.text!r} not a choice",
-                choice_logprobs=self._first_token_logprobs(sample, item.prompt.choices),
-            ))
+            results.append(
+                ChoiceCompletion(
+                    text=sample.text,
+                    prompt_tokens=len(out.prompt_token_ids),
+                    error=None
+                    if sample.text in item.prompt.choices
+                    else f"constrained output {sample.text!r} not a choice",
+                    choice_logprobs=self._first_token_logprobs(sample, item.prompt.choices),
+                )
+            )
         return results
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "backend": "vllm-video", "frames_as": "native video input (frames + fps metadata)"}
+        return {
+            **super().identity(),
+            "backend": "vllm-video",
+            "frames_as": "native video input (frames + fps metadata)",
+        }

@@ -16,13 +16,15 @@ Two ways to build inputs, chosen by the checkpoint's `model_type`:
   (the model needs them to place its 3D rotary positions).
 Checkpoint quirks are repaired or refused with one-line errors (`repair_processor`).
 """
+
 from __future__ import annotations
 
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +82,10 @@ class ProcessorInputs(VLMInputs):
         # BLIP-2 / LLaVA take one image per text as a flat list; the multi-image processors nest
         many = any(len(group) != 1 for group in images)
         return self.processor(
-            images=nested if many else flat, text=list(texts), return_tensors="pt", padding=True,
+            images=nested if many else flat,
+            text=list(texts),
+            return_tensors="pt",
+            padding=True,
             input_data_format="channels_last",  # frames are (H, W, 3); do not guess from tiny shapes
         )
 
@@ -185,7 +190,9 @@ def repair_processor(processor: Any, model_config: Any, path: Path) -> None:
     if token is not None and expected is not None:
         found = processor.tokenizer.convert_tokens_to_ids(getattr(token, "content", token))
         if found != expected:
-            raise UserError(f"{path}: the tokenizer's image token {token!r} has id {found}, the model expects {expected}")
+            raise UserError(
+                f"{path}: the tokenizer's image token {token!r} has id {found}, the model expects {expected}"
+            )
     processor.tokenizer.padding_side = "left"  # prompts end where generation starts
 
 
