@@ -1,13 +1,10 @@
-"""The Sharp-Eyed Refinement (SeR) captioner: model, inference and training.
+"""The Sharp-Eyed Refinement (SeR) captioner, one subpackage per job:
 
-Laid out as a Hugging Face model package:
-    configuration_ser.py   SeRConfig (PretrainedConfig) and the paper's sizes
-    modeling_ser.py        SeRForCaptioning: vision tower, connector, DeepLens, language model
-    processing_ser.py      SeRProcessor: prompt layout, batches, decoding
-    presets.py             named configurations (paper sizes, tiny ones) and tiny checkpoints
-    inference.py           batched two-pass captioning (`generate_captions`)
-and the training side: data.py (annotation readers), caption_edits.py + pseudo_initial.py
-(stage-2 pseudo-initial captions), train.py, evaluate.py + metrics.py (caption metrics).
+modeling/     the model, Hugging Face style (configuration, modeling, processing, presets, inference)
+data/         annotation readers, one table from format to reader
+training/     train, its config, pseudo-initial captions, caption edits, model card, check-training
+evaluation/   caption metrics and `captioner eval`
+replication/  the CPU-sized miniature of the paper's training (`captioner synth-bench`)
 
 This package imports only third-party packages and `videoqa_base`, never `videoqa`: the video
 pipeline uses the captioner, not the other way round. What a command needs of the pipeline (an LLM

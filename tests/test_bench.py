@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from captioner import inference
-from captioner.inference import batch_limit, generate_captions, load_model
-from captioner.presets import build_tiny_checkpoint, get_config
+from captioner.modeling import inference
+from captioner.modeling.inference import batch_limit, generate_captions, load_model
+from captioner.modeling.presets import build_tiny_checkpoint, get_config
 from tests.conftest import random_images
 from videoqa import bench
 from videoqa.bench import caption, peak, report, settings

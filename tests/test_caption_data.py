@@ -8,7 +8,7 @@ import logging
 import pytest
 from PIL import Image
 
-from captioner.data import (
+from captioner.data.readers import (
     CaptionDataset,
     CaptionRecord,
     detect_format,

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from captioner.metrics import compute_caption_metrics
+from captioner.evaluation.metrics import compute_caption_metrics
 from videoqa.cli.captioner import main as captioner_main
 from videoqa_base.errors import UserError
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from captioner.presets import build_tiny_checkpoint
+from captioner.modeling.presets import build_tiny_checkpoint
 from videoqa.fixtures.demo import build_demo_dataset
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForCausalLM, LlamaConfig, LlavaForConditionalGeneration, OPTConfig, Qwen2Config
 
-from captioner.inference import first_glance, refine_once
-from captioner.modeling_ser import SeRForCaptioning
-from captioner.presets import get_config, tiny_tokenizer
-from captioner.processing_ser import SeRProcessor, clip_image_processor
+from captioner.modeling.inference import first_glance, refine_once
+from captioner.modeling.modeling_ser import SeRForCaptioning
+from captioner.modeling.presets import get_config, tiny_tokenizer
+from captioner.modeling.processing_ser import SeRProcessor, clip_image_processor
 from videoqa.bench import flops
 from videoqa.bench.flops import TransformerShape
 from videoqa.bench.generalist import llava_config

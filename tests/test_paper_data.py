@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from captioner.paper_data import check, read_dci_file, read_records
+from captioner.data.paper import check, read_dci_file, read_records
 from videoqa.cli.captioner import main as captioner_main
 from videoqa_base.errors import UserError
 

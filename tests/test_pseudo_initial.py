@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from captioner import pseudo_initial
-from captioner.caption_edits import LexicalPerturber, ValidationRules, changed_words, validate_pseudo_initial
-from captioner.data import read_jsonl
-from captioner.pseudo_initial import FEW_SHOT, LLMPseudoInitialGenerator, build_messages, parse_completion
+from captioner.data.readers import read_jsonl
+from captioner.training import pseudo_initial
+from captioner.training.edits import LexicalPerturber, ValidationRules, changed_words, validate_pseudo_initial
+from captioner.training.pseudo_initial import FEW_SHOT, LLMPseudoInitialGenerator, build_messages, parse_completion
 from videoqa.answering.llm.base import Completion, LLMBackend
 from videoqa.cli.captioner import main as captioner_main
 
@@ -122,7 +122,7 @@ def test_lexical_edit_examples_keep_structure_and_grammar():
 
 
 def test_closed_vocabulary_stays_in_its_world():
-    from captioner.synth import COLOURS, PERTURB_VOCABULARY, SHAPES
+    from captioner.replication.synth import COLOURS, PERTURB_VOCABULARY, SHAPES
 
     perturber = LexicalPerturber(seed=1, extra_groups=PERTURB_VOCABULARY, default_vocabulary=False)
     allowed = (
@@ -282,7 +282,7 @@ def test_cli_self_captions_data1(gt_file, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from captioner.presets import build_tiny_checkpoint
+    from captioner.modeling.presets import build_tiny_checkpoint
 
     model_dir = build_tiny_checkpoint(tmp_path / "specialist", "tiny-specialist", seed=0)
     for i, name in enumerate(("a.png", "b.png")):

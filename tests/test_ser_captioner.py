@@ -1,4 +1,4 @@
-"""SeR inference (captioner/inference.py) and the pipeline adapter (videoqa/captioners/ser.py)."""
+"""SeR inference (captioner/modeling/inference.py) and the pipeline adapter (videoqa/captioners/ser.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from captioner.inference import CaptionResult, first_glance, generate_captions, load_model, refine_once
-from captioner.presets import build_tiny_checkpoint
+from captioner.modeling.inference import CaptionResult, first_glance, generate_captions, load_model, refine_once
+from captioner.modeling.presets import build_tiny_checkpoint
 from tests.conftest import random_images
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS

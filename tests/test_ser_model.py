@@ -1,4 +1,4 @@
-"""SeR model (captioner/modeling_ser.py, processing_ser.py, presets.py, describe.py) on tiny presets."""
+"""SeR model (captioner/modeling/modeling_ser.py, processing_ser.py, presets.py, describe.py) on tiny presets."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from captioner.configuration_ser import SeRConfig
-from captioner.describe import describe_preset
-from captioner.describe import run as describe_run
-from captioner.modeling_ser import SeRForCaptioning
-from captioner.presets import build_tiny_checkpoint, get_config, tiny_tokenizer
-from captioner.processing_ser import IGNORE_INDEX, SeRProcessor, clip_image_processor
+from captioner.modeling.configuration_ser import SeRConfig
+from captioner.modeling.describe import describe_preset
+from captioner.modeling.describe import run as describe_run
+from captioner.modeling.modeling_ser import SeRForCaptioning
+from captioner.modeling.presets import build_tiny_checkpoint, get_config, tiny_tokenizer
+from captioner.modeling.processing_ser import IGNORE_INDEX, SeRProcessor, clip_image_processor
 from tests.conftest import random_images
 
 CAPTIONS = ["a cat sitting on a brown chair", "a man rides a red bike", "two dogs play on the grass"]
@@ -180,7 +180,7 @@ def test_set_trainable_stages(ser):
 
 
 def test_checkpoint_round_trip_and_stage2_start(tmp_path):
-    from captioner.inference import generate_captions
+    from captioner.modeling.inference import generate_captions
 
     path = build_tiny_checkpoint(tmp_path / "ckpt", seed=3)
     assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()

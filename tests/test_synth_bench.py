@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioner.synth import (
+from captioner.replication.synth import (
     COLOURS,
     CONCEPTS,
     PATCH_CLASSES,
@@ -197,9 +197,9 @@ def test_stage2_recipe_moves_only_deeplens_and_the_lm():
     """ser_protected's step: DeepLens + LM change; the frozen ViT and the connector do not."""
     from transformers import AutoModelForCausalLM
 
-    from captioner.modeling_ser import SeRVisionTower
+    from captioner.modeling.modeling_ser import SeRVisionTower
     from captioner.replication import loop, standins
-    from captioner.synth import sample_scenes
+    from captioner.replication.synth import sample_scenes
 
     tokenizer = standins.world_tokenizer()
     config = standins.miniature_config("ser", tokenizer)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from captioner.train import TrainConfig, load_train_config, train
+from captioner.training.train import TrainConfig, load_train_config, train
 from videoqa.cli.captioner import main as captioner_main
 from videoqa_base.config import validate
 from videoqa_base.errors import UserError
@@ -30,9 +30,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory) -> dict[str, Path]:
     """16 synthetic images x 3 captions, plus a stage-2 file with lexical pseudo-initial captions."""
-    from captioner.data import read_jsonl, write_jsonl
-    from captioner.pseudo_initial import LexicalPerturber
-    from captioner.synth import PERTURB_VOCABULARY, write_synthetic_dataset
+    from captioner.data.readers import read_jsonl, write_jsonl
+    from captioner.replication.synth import PERTURB_VOCABULARY, write_synthetic_dataset
+    from captioner.training.pseudo_initial import LexicalPerturber
 
     root = tmp_path_factory.mktemp("synth")
     paths = write_synthetic_dataset(root, n_train=16, n_test=4, seed=0)
@@ -71,8 +71,8 @@ def _config(stage: str, model: dict, data: Path, root: Path, out: Path, **traini
 
 def _dataset_loss(model_dir: Path, data: Path, root: Path, with_initial: bool) -> float:
     """Mean teacher-forced loss of a checkpoint over a whole (fixed) dataset, in eval mode."""
-    from captioner.data import CaptionDataset, expand_pairs, read_jsonl
-    from captioner.inference import load_model
+    from captioner.data.readers import CaptionDataset, expand_pairs, read_jsonl
+    from captioner.modeling.inference import load_model
 
     model, processor = load_model(model_dir, dtype="fp32", device="cpu")
     dataset = CaptionDataset(expand_pairs(read_jsonl(data), with_initial=with_initial), root)
@@ -97,7 +97,7 @@ def _changed_parts(before: dict, after: dict) -> set[str]:
 @pytest.fixture(scope="module")
 def stages(synth_data, tmp_path_factory):
     """pretrain -> stage1 -> stage2 on the tiny model, each 10 steps; returns the directories."""
-    from captioner.presets import build_tiny_checkpoint
+    from captioner.modeling.presets import build_tiny_checkpoint
 
     work = tmp_path_factory.mktemp("train")
     init = build_tiny_checkpoint(work / "init", "tiny-specialist", seed=0)
@@ -170,13 +170,13 @@ def test_each_stage_lowers_the_loss_and_trains_only_its_parts(stages, synth_data
 
 def _stage2_start_loss(stage1_dir: Path, data: Path, root: Path) -> float:
     """Loss of the stage-2 starting point: the stage-1 model plus a fresh DeepLens (seeded like train())."""
-    from captioner.train import ModelInit, build_model_and_processor
+    from captioner.training.train import ModelInit, build_model_and_processor
 
     torch.manual_seed(0)
     model, _ = build_model_and_processor(ModelInit(init_from=str(stage1_dir)), "stage2")
     tmp = stage1_dir.parent / "stage2-start"
     model.save_pretrained(tmp)
-    from captioner.processing_ser import SeRProcessor
+    from captioner.modeling.processing_ser import SeRProcessor
 
     SeRProcessor.from_pretrained(stage1_dir).save_pretrained(tmp)
     return _dataset_loss(tmp, data, root, with_initial=True)
@@ -185,7 +185,7 @@ def _stage2_start_loss(stage1_dir: Path, data: Path, root: Path) -> float:
 def test_trained_checkpoint_captions_through_inference(stages, synth_data):
     from PIL import Image
 
-    from captioner.inference import generate_captions, load_model
+    from captioner.modeling.inference import generate_captions, load_model
 
     dirs, _ = stages
     model, processor = load_model(dirs["stage2"], dtype="fp32", device="cpu")
@@ -230,7 +230,7 @@ def test_captioner_eval_captions_and_scores_a_checkpoint(stages, synth_data, tmp
 
 def test_checkpoint_resumes_exactly(synth_data, tmp_path):
     """Train 6 steps straight; or 3, stop, resume to 6: same weights (optimizer, schedule, RNG, data order)."""
-    from captioner.presets import build_tiny_checkpoint
+    from captioner.modeling.presets import build_tiny_checkpoint
 
     init = build_tiny_checkpoint(tmp_path / "init", "tiny-specialist", seed=1)
     root, data = synth_data["root"], synth_data["train"]
@@ -318,7 +318,7 @@ def test_pretrain_from_pretrained_parts_trains_the_connector(tmp_path, synth_dat
     """The paper's starting point: CLIP vision tower + OPT LM checkpoints (tiny local stand-ins)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, OPTConfig, OPTForCausalLM
 
-    from captioner.presets import tiny_tokenizer
+    from captioner.modeling.presets import tiny_tokenizer
 
     torch.manual_seed(0)
     CLIPVisionModel(
@@ -378,7 +378,7 @@ def test_paper_pretrain_config_without_weights_is_a_one_line_missing_model_error
 
 def test_check_training_reports_tab15_sets_and_no_vit_gradient(tmp_path, capsys):
     """`captioner check-training` (tiny preset here; the paper size is the same code): one step per stage."""
-    from captioner.check_training import TAB15_TRAINABLE
+    from captioner.training.check import TAB15_TRAINABLE
 
     out = tmp_path / "check.json"
     assert captioner_main(["check-training", "--preset", "tiny-ser", "--caption-words", "6", "--json", str(out)]) == 0
@@ -396,7 +396,7 @@ def test_check_training_reports_tab15_sets_and_no_vit_gradient(tmp_path, capsys)
 
 
 def test_dci_release_directory_is_a_training_source():
-    from captioner.train import DataConfig, DataSource, build_dataset
+    from captioner.training.train import DataConfig, DataSource, build_dataset
 
     root = REPO / "tests/fixtures/dci"
     source = DataSource(path=str(root), image_root=str(root / "densely_captioned_images/photos"), format="dci")
@@ -406,7 +406,7 @@ def test_dci_release_directory_is_a_training_source():
 
 
 def test_trained_checkpoint_has_a_model_card(stages, synth_data):
-    from captioner.model_card import record_metrics
+    from captioner.training.model_card import record_metrics
 
     dirs, _ = stages
     card = (dirs["stage2"] / "README.md").read_text()
@@ -425,7 +425,7 @@ def test_trained_checkpoint_has_a_model_card(stages, synth_data):
 def test_stage2_can_mix_first_glance_pairs_into_every_batch(stages, synth_data, tmp_path):
     """data.first_glance_fraction (the ser_protected recipe): a batch holds refinement and first-glance
     pairs, the loss is their weighted mean, and only DeepLens + LM move."""
-    from captioner.train import CaptionCollator, build_dataset
+    from captioner.training.train import CaptionCollator, build_dataset
 
     dirs, _ = stages
     config = _config(
@@ -440,7 +440,7 @@ def test_stage2_can_mix_first_glance_pairs_into_every_batch(stages, synth_data, 
     dataset = build_dataset(config.data, "stage2")
     kinds = [item.initial_caption is None for item in dataset.pairs]
     assert sum(kinds) == len(kinds) - sum(kinds) == 48  # 16 images x 3 captions, each kind
-    from captioner.processing_ser import SeRProcessor
+    from captioner.modeling.processing_ser import SeRProcessor
 
     batch = CaptionCollator(SeRProcessor.from_pretrained(dirs["stage1"]), with_initial=True)([dataset[0], dataset[-1]])
     assert "initial_caption_ids" in batch["parts"][0] and "initial_caption_ids" not in batch["parts"][1]

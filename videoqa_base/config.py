@@ -1,6 +1,6 @@
 """YAML files validated into typed (pydantic) objects, with errors that name the file and field.
 
-Shared by the run configs (videoqa.config) and the training configs (captioner.train).
+Shared by the run configs (videoqa.config) and the training configs (captioner.training.train).
 """
 
 from __future__ import annotations

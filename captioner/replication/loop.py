@@ -192,7 +192,7 @@ def refinement_examples(
 
 def encode(model, pixels: torch.Tensor, chunk: int = 256):
     """The frozen ViT's features of every image, once (a `VisionBuffer` over all rows)."""
-    from captioner.modeling_ser import VisionBuffer
+    from captioner.modeling.modeling_ser import VisionBuffer
 
     with torch.no_grad():
         parts = [model.encode_images(pixels[i : i + chunk]) for i in range(0, len(pixels), chunk)]

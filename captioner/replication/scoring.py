@@ -39,7 +39,7 @@ def caption_ids(
     chunk: int = 128,
 ) -> list[list[int]]:
     """Greedy first glance (no drafts) or one refinement pass over `drafts`, for every buffered image."""
-    from captioner.inference import first_glance, refine_once
+    from captioner.modeling.inference import first_glance, refine_once
 
     prompt = processor.default_instruction
     out: list[list[int]] = []

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from captioner.synth import COLOURS
+from captioner.replication.synth import COLOURS
 
 # Sizes of the miniature (SeRConfig fields); the variant switches of Tab. 3 come from the preset.
 MINIATURE_SIZES: dict[str, Any] = {
@@ -85,9 +85,9 @@ INSTRUCTION = "Describe."
 
 def world_tokenizer():
     """Byte-level BPE over the prompt template and the world's words (whole-word tokens)."""
-    from captioner.presets import TINY_TOKENIZER_CORPUS
-    from captioner.processing_ser import IMAGE_TOKEN
-    from captioner.synth import vocabulary_text
+    from captioner.modeling.presets import TINY_TOKENIZER_CORPUS
+    from captioner.modeling.processing_ser import IMAGE_TOKEN
+    from captioner.replication.synth import vocabulary_text
     from videoqa_base.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer(
@@ -104,7 +104,7 @@ def world_tokenizer():
 
 def miniature_config(variant: str, tokenizer, **overrides: Any):
     """SeRConfig of a Tab. 3 variant ("specialist", "ser", "ser-caption-only", "ser-multilayer-only")."""
-    from captioner.presets import get_config
+    from captioner.modeling.presets import get_config
 
     fields = copy.deepcopy(MINIATURE_SIZES)
     fields["text_config"]["vocab_size"] = len(tokenizer)
@@ -115,7 +115,7 @@ def miniature_config(variant: str, tokenizer, **overrides: Any):
 def miniature_processor(config, tokenizer):
     """The SeR processor with a short instruction (the prompt template is the real one): the default
     VideoQA instruction would be a third of every training row here, for nothing."""
-    from captioner.processing_ser import SeRProcessor, clip_image_processor
+    from captioner.modeling.processing_ser import SeRProcessor, clip_image_processor
 
     return SeRProcessor(
         clip_image_processor(config.vision_config.image_size),
@@ -128,7 +128,7 @@ def miniature_processor(config, tokenizer):
 
 def render(processor, scenes: Sequence[Any], chunk: int = 256) -> torch.Tensor:
     """Scenes drawn in memory and CLIP-normalised: (N, 3, S, S)."""
-    from captioner.synth import render_scene
+    from captioner.replication.synth import render_scene
 
     size = processor.image_size
     return torch.cat(
@@ -170,8 +170,8 @@ def pretrain_vit(
     """Caption-free pretraining: which coloured shapes the image holds (multi-label, the pooled last
     layer), what each patch shows (`synth.PATCH_CLASSES`, patch tokens of `DETAIL_LAYER`) and only
     its colour (`PATCH_COLOURS`, patch tokens of `COARSE_LAYER`)."""
-    from captioner.modeling_ser import SeRVisionTower
-    from captioner.synth import PATCH_CLASSES
+    from captioner.modeling.modeling_ser import SeRVisionTower
+    from captioner.replication.synth import PATCH_CLASSES
 
     torch.manual_seed(seed)
     tower = SeRVisionTower(vision_config)
@@ -251,7 +251,7 @@ def pretrain_lm(
 
 def caption_like_corpus(n_scenes: int, seed: int) -> list[str]:
     """All three phrasings of `n_scenes` random scenes that are never rendered (the LM's "web text")."""
-    from captioner.synth import sample_scenes
+    from captioner.replication.synth import sample_scenes
 
     return [caption for scene in sample_scenes(n_scenes, f"lm-corpus:{seed}") for caption in scene.captions()]
 
@@ -272,7 +272,7 @@ def pretrain(
     """The ViT (classification on its own images, no captions) and the LM (caption-like text)."""
     import time
 
-    from captioner.synth import concept_labels, patch_labels, sample_scenes
+    from captioner.replication.synth import concept_labels, patch_labels, sample_scenes
 
     started = time.perf_counter()
     scenes = sample_scenes(vit_images + 200, f"vit:{seed}")  # the last 200 are held out
@@ -305,7 +305,7 @@ def cache_key(*parts: Any) -> str:
     import hashlib
     import json
 
-    from captioner import synth
+    from captioner.replication import synth
 
     digest = hashlib.sha256(Path(__file__).read_bytes() + Path(synth.__file__).read_bytes())
     digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
@@ -342,7 +342,7 @@ def save_cached(directory: Path, pretrained: Pretrained) -> None:
 
 def assemble(variant: str, tokenizer, pretrained: Pretrained, seed: int):
     """A SeR of `variant` with the pretrained ViT and LM; connector (and DeepLens) fresh from `seed`."""
-    from captioner.modeling_ser import SeRForCaptioning
+    from captioner.modeling.modeling_ser import SeRForCaptioning
 
     config = miniature_config(variant, tokenizer)
     with torch.random.fork_rng(devices=[]):

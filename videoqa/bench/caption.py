@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from captioner.inference import first_glance, refine_once
-from captioner.modeling_ser import SeRForCaptioning
-from captioner.presets import get_config, tiny_tokenizer
-from captioner.processing_ser import SeRProcessor, clip_image_processor
+from captioner.modeling.inference import first_glance, refine_once
+from captioner.modeling.modeling_ser import SeRForCaptioning
+from captioner.modeling.presets import get_config, tiny_tokenizer
+from captioner.modeling.processing_ser import SeRProcessor, clip_image_processor
 from videoqa.bench.flops import ser_caption_flops
 from videoqa.bench.peak import sync
 from videoqa.bench.settings import PROMPT, BenchSettings, say

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from captioner.presets import get_config
+from captioner.modeling.presets import get_config
 
 
 @dataclass(frozen=True)

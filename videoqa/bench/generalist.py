@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from captioner.presets import get_config, tiny_tokenizer
-from captioner.processing_ser import SeRProcessor, clip_image_processor
+from captioner.modeling.presets import get_config, tiny_tokenizer
+from captioner.modeling.processing_ser import SeRProcessor, clip_image_processor
 from videoqa.bench.caption import frames_like_decoded, materialise
 from videoqa.bench.flops import llava_caption_flops
 from videoqa.bench.peak import sync

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from captioner.presets import get_config
+from captioner.modeling.presets import get_config
 from videoqa.bench.caption import caption_step
 from videoqa.bench.decode import decode_step
 from videoqa.bench.e2e import e2e_step

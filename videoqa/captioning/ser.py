@@ -53,9 +53,9 @@ class SeRCaptioner(Captioner):
     known_options = frozenset({"refine_steps"})
 
     def __init__(self, config: CaptionerConfig):
-        from captioner.configuration_ser import SeRConfig
-        from captioner.inference import MissingCheckpointError
-        from captioner.processing_ser import SeRProcessor
+        from captioner.modeling.configuration_ser import SeRConfig
+        from captioner.modeling.inference import MissingCheckpointError
+        from captioner.modeling.processing_ser import SeRProcessor
         from videoqa_base.device import resolve_device, resolve_dtype
 
         # imported here, not at the top: discovering the registered captioners must not import torch
@@ -89,7 +89,7 @@ class SeRCaptioner(Captioner):
         return requested
 
     def _load(self) -> None:
-        from captioner.inference import load_model
+        from captioner.modeling.inference import load_model
 
         self.model, self.processor = load_model(
             self.model_dir,
@@ -100,7 +100,7 @@ class SeRCaptioner(Captioner):
         )
 
     def caption(self, images: Sequence[np.ndarray], prompt: str) -> list[str]:
-        from captioner.inference import generate_captions
+        from captioner.modeling.inference import generate_captions
 
         if len(images) == 0:
             return []

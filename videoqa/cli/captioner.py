@@ -19,13 +19,13 @@ from videoqa_base.cli import run_guarded
 from videoqa_base.logs import quiet_defaults, quiet_third_party
 
 SUBCOMMANDS = {
-    "describe": ("captioner.describe", "print parameter counts of a preset (built on the meta device)"),
-    "train": ("captioner.train", "train a stage (pretrain, stage1, stage2) from a YAML config"),
-    "pseudo-initial": ("captioner.pseudo_initial", "make stage-2 pseudo-initial captions"),
-    "eval": ("captioner.evaluate", "BLEU-4 / METEOR / CIDEr of predictions against references"),
-    "synth-bench": ("captioner.synth_bench", "train a tiny SeR on synthetic images: does refinement help?"),
-    "check-training": ("captioner.check_training", "one optimizer step per training stage at full size, checked"),
-    "data": ("captioner.paper_data", "check a published dataset: samples, missing / broken images"),
+    "describe": ("captioner.modeling.describe", "print parameter counts of a preset (built on the meta device)"),
+    "train": ("captioner.training.train", "train a stage (pretrain, stage1, stage2) from a YAML config"),
+    "pseudo-initial": ("captioner.training.pseudo_initial", "make stage-2 pseudo-initial captions"),
+    "eval": ("captioner.evaluation.evaluate", "BLEU-4 / METEOR / CIDEr of predictions against references"),
+    "synth-bench": ("captioner.replication.bench", "train a tiny SeR on synthetic images: does refinement help?"),
+    "check-training": ("captioner.training.check", "one optimizer step per training stage at full size, checked"),
+    "data": ("captioner.data.paper", "check a published dataset: samples, missing / broken images"),
 }
 
 

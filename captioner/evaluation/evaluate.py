@@ -3,7 +3,7 @@ predicted captions against reference captions.
 
 Predictions: JSONL rows `{"image" | "id" | "image_id": ..., "caption": ...}`, a JSON object
 `{id: caption}`, or a COCO results list `[{"image_id", "caption"}]`.
-References: any annotation file `captioner.data` reads (our JSONL, LLaVA JSON, Karpathy COCO
+References: any annotation file `captioner.data.readers` reads (our JSONL, LLaVA JSON, Karpathy COCO
 with `--split`), a JSON object `{id: [captions]}`, or COCO annotations `{"annotations": [...]}`.
 An image is matched by its id, or by its image path when the predictions use paths.
 
@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from captioner.data import CaptionDataset, detect_format, expand_pairs, load_records
-from captioner.metrics import compute_caption_metrics, write_report
-from captioner.model_card import record_metrics
+from captioner.data.readers import CaptionDataset, detect_format, expand_pairs, load_records
+from captioner.evaluation.metrics import compute_caption_metrics, write_report
+from captioner.training.model_card import record_metrics
 from videoqa_base import jsonl
 from videoqa_base.errors import AnnotationError, UserError
 
@@ -169,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_predictions(args: argparse.Namespace) -> int:
     """Caption every image of the references file with `args.model`; write JSONL to args.predictions."""
-    from captioner.inference import generate_captions, load_model  # transformers loads only to caption
+    from captioner.modeling.inference import generate_captions, load_model  # transformers loads only to caption
 
     fmt = detect_format(args.references)
     records = load_records(args.references, fmt, split=args.split if fmt == "coco-karpathy" else None)

@@ -18,13 +18,13 @@ this file:
     first glance -> initial caption                 first_glance_tokens() + generate_ids()
     one more glance -> refined caption              refine_tokens() + generate_ids()
 
-Variants of Tab. 3 are config switches (SeRConfig, in captioner/configuration_ser.py): the
+Variants of Tab. 3 are config switches (SeRConfig, in captioner/modeling/configuration_ser.py): the
 single-pass specialist (`refine=False`), SeR with (1)+(2) (default), with (1) only
 (`deeplens_multilayer_input=False`), with (2) only (`deeplens_caption_input=False`), "single glance
 with (2)" (`refine=False, first_glance_multilayer=True`), and iterative refinement (`refine_steps`, App. B.6).
 
-Prompt layout and batch building live in captioner/processing_ser.py; batched two-pass generation
-(ViT once per image, KV cache, left padding) in captioner/inference.py.
+Prompt layout and batch building live in captioner/modeling/processing_ser.py; batched two-pass generation
+(ViT once per image, KV cache, left padding) in captioner/modeling/inference.py.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertEncoder
 from transformers.utils import ModelOutput
 
-from captioner.configuration_ser import SeRConfig
-from captioner.processing_ser import SeRProcessor, load_part
+from captioner.modeling.configuration_ser import SeRConfig
+from captioner.modeling.processing_ser import SeRProcessor, load_part
 
 TrainingStage = Literal["pretrain", "stage1", "stage2", "all"]
 

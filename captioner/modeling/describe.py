@@ -8,8 +8,8 @@ import json
 
 import torch
 
-from captioner.modeling_ser import SeRForCaptioning
-from captioner.presets import PRESETS, get_config
+from captioner.modeling.modeling_ser import SeRForCaptioning
+from captioner.modeling.presets import PRESETS, get_config
 
 # the paper's sizes (Sec. 3.1, Sec. 6, App. C) that the full presets should match within 5%
 PAPER_PARAMETERS = {"specialist": {"total": 450e6}, "ser": {"total": 500e6, "deeplens": 50e6}}
@@ -38,7 +38,9 @@ def describe_preset(preset: str, **overrides) -> dict[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, choices=PRESETS, help="model preset (see captioner/presets.py)")
+    parser.add_argument(
+        "--preset", required=True, choices=PRESETS, help="model preset (see captioner/modeling/presets.py)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

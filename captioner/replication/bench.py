@@ -1,7 +1,7 @@
 """`captioner synth-bench [--quick] [--seeds N] [--json F]`: does one more glance help, at equal compute?
 
 A faithful CPU-sized miniature of the paper's training (Sec. 5, App. H.1, Tab. 3, Tab. 15, App. D.5)
-on rendered shapes (captioner/synth.py), with the real SeR model code:
+on rendered shapes (captioner/replication/synth.py), with the real SeR model code:
 
 1. pretrained stand-ins (captioner/replication/standins.py, cached): a tiny ViT pretrained on the
    image domain by classification (never sees a caption), frozen from then on, as CLIP is; a tiny
@@ -89,7 +89,7 @@ class World:
 
 
 def build_world(settings: SynthSettings, log) -> World:
-    from captioner.synth import sample_scenes
+    from captioner.replication.synth import sample_scenes
 
     tokenizer = standins.world_tokenizer()
     base = standins.miniature_config("ser", tokenizer)
@@ -204,8 +204,8 @@ def stage_one(world: World, settings: SynthSettings, seed: int, log) -> dict[str
 
 def drafts_for(kind: str, world: World, settings: SynthSettings, seed: int, stage1: dict[str, Any]) -> list:
     """Pseudo-initial captions per training caption: drafts[image][caption] = [draft, ...]."""
-    from captioner.pseudo_initial import LexicalPerturber
-    from captioner.synth import PERTURB_VOCABULARY
+    from captioner.replication.synth import PERTURB_VOCABULARY
+    from captioner.training.pseudo_initial import LexicalPerturber
 
     captions = world.captions["train"]
     if kind in ("lexical", "gt-mix"):
@@ -464,9 +464,9 @@ def settings_from_args(args: argparse.Namespace) -> SynthSettings:
 def write_data(directory: str | Path, settings: SynthSettings) -> dict[str, Path]:
     """The world as files for `captioner train`: train/test JSONL + PNGs, and train_stage2.jsonl with
     three lexical pseudo-initial captions per caption (App. F.1)."""
-    from captioner.data import read_jsonl, write_jsonl
-    from captioner.pseudo_initial import LexicalPerturber
-    from captioner.synth import PERTURB_VOCABULARY, write_synthetic_dataset
+    from captioner.data.readers import read_jsonl, write_jsonl
+    from captioner.replication.synth import PERTURB_VOCABULARY, write_synthetic_dataset
+    from captioner.training.pseudo_initial import LexicalPerturber
 
     data = Path(directory) / "data"
     paths = write_synthetic_dataset(data, settings.train_images, settings.test_images, 64, settings.seed)

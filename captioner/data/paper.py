@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from captioner.data import CaptionRecord, read_coco_karpathy, read_llava_json
+from captioner.data.readers import CaptionRecord, read_coco_karpathy, read_llava_json
 from videoqa_base.errors import AnnotationError, UserError
 
 FORMATS = ("lcs558k", "coco-karpathy", "sharegpt4v", "dci")

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from captioner.presets import PRESETS
+from captioner.modeling.presets import PRESETS
 
 # Tab. 15 / Fig. 8: what each stage trains
 TAB15_TRAINABLE = {
@@ -40,7 +40,7 @@ PARTS = ("vision_tower", "connector", "deeplens", "language_model")
 
 def _tokenizer(preset: str):
     """A small byte-level BPE whose special-token ids match the preset's text config."""
-    from captioner.presets import TINY_TOKENIZER_CORPUS, tiny_tokenizer
+    from captioner.modeling.presets import TINY_TOKENIZER_CORPUS, tiny_tokenizer
     from videoqa_base.tokenizer import train_bpe_tokenizer
 
     if preset.startswith("tiny-"):
@@ -62,9 +62,9 @@ def build(preset: str, seed: int = 0):
     """(model, processor) of `preset` with random weights; refinement variants keep DeepLens."""
     import torch
 
-    from captioner.modeling_ser import SeRForCaptioning
-    from captioner.presets import get_config
-    from captioner.processing_ser import SeRProcessor, clip_image_processor
+    from captioner.modeling.modeling_ser import SeRForCaptioning
+    from captioner.modeling.presets import get_config
+    from captioner.modeling.processing_ser import SeRProcessor, clip_image_processor
 
     tokenizer = _tokenizer(preset)
     config = get_config(preset, image_token_id=tokenizer.convert_tokens_to_ids("<image>"))
@@ -151,7 +151,7 @@ def _fingerprint(module) -> float | None:
 def check_training(preset: str, batch_size: int = 1, caption_words: int = 40) -> dict[str, Any]:
     import torch
 
-    from captioner.describe import count_parameters
+    from captioner.modeling.describe import count_parameters
 
     started = time.perf_counter()
     model, processor = build(preset)

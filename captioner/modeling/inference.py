@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from captioner.modeling_ser import SeRForCaptioning, VisionBuffer
-from captioner.processing_ser import SeRProcessor
+from captioner.modeling.modeling_ser import SeRForCaptioning, VisionBuffer
+from captioner.modeling.processing_ser import SeRProcessor
 from videoqa_base.batching import is_out_of_memory, map_in_batches
 from videoqa_base.device import cpu_has_native_bf16, resolve_device, resolve_dtype
 from videoqa_base.errors import MissingModelError, UserError

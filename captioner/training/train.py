@@ -24,7 +24,7 @@ Checkpoints (model.safetensors + processor + optimizer/scheduler/RNG state) are 
 the last one (`training.resume_from_checkpoint: auto`). The final directory holds a complete
 HF checkpoint (model + processor + resolved config) that `SeRForCaptioning.from_pretrained`,
 the next stage's `model.init_from` and `videoqa --captioner <dir>` load, plus its model card
-(README.md: command, config, data, training result; captioner/model_card.py).
+(README.md: command, config, data, training result; captioner/training/model_card.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from captioner.train_config import (
+from captioner.training.config import (
     DataConfig,
     DataSource,
     ModelInit,
@@ -65,8 +65,8 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
     """
     import torch
 
-    from captioner.modeling_ser import SeRConfig, SeRForCaptioning
-    from captioner.processing_ser import SeRProcessor
+    from captioner.modeling.modeling_ser import SeRConfig, SeRForCaptioning
+    from captioner.modeling.processing_ser import SeRProcessor
 
     if init.init_from is not None:
         path = Path(init.init_from)
@@ -83,7 +83,7 @@ def build_model_and_processor(init: ModelInit, stage: Stage = "stage1"):
         model = SeRForCaptioning.from_pretrained(path, dtype=torch.float32, **overrides)
         return model, SeRProcessor.from_pretrained(path)
     if init.preset is not None:
-        from captioner.presets import build_tiny_checkpoint
+        from captioner.modeling.presets import build_tiny_checkpoint
 
         with tempfile.TemporaryDirectory(prefix="ser-init-") as tmp:
             try:
@@ -105,15 +105,12 @@ def build_dataset(data: DataConfig, stage: Stage):
     about f of the pairs (and so of every shuffled batch) are first-glance pairs."""
     from torch.utils.data import ConcatDataset
 
-    from captioner.data import CaptionDataset, expand_pairs, load_records
-    from captioner.paper_data import read_records
+    from captioner.data import READERS
+    from captioner.data.readers import CaptionDataset, expand_pairs
 
     parts = []
     for source in data.train:
-        if source.format == "dci":  # one JSON per image (captioner/paper_data.py)
-            records = read_records(source.path, "dci", split=source.split)
-        else:
-            records = load_records(source.path, source.format, split=source.split)
+        records = READERS[source.format](source.path, split=source.split)
         if source.limit:
             records = records[: source.limit]
         from_data = data.instruction == "from_data"
@@ -286,7 +283,7 @@ def train(
     `command` is recorded in the checkpoint's model card (default: this process's argv)."""
     import torch
 
-    from captioner.model_card import write_card
+    from captioner.training.model_card import write_card
 
     started = time.perf_counter()
     torch.manual_seed(config.training.seed)
@@ -373,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = [  # the config classes live in captioner/train_config.py and are part of this module's API
+__all__ = [  # the config classes live in captioner/training/config.py and are part of this module's API
     "train",
     "TrainResult",
     "build_dataset",

@@ -13,7 +13,7 @@ Methods (`captioner pseudo-initial --method ...`):
   App. F.1's rules and Tab. 13's few-shot pairs. Every output is validated against its source
   (`captioner.caption_edits.validate_pseudo_initial`); a rejected or missing output is replaced
   by the lexical perturber's, and the counts are reported.
-* `lexical`: a deterministic, seeded perturber from word lists (captioner/caption_edits.py).
+* `lexical`: a deterministic, seeded perturber from word lists (captioner/training/edits.py).
 * `self` (Data 1 in Tab. 12): the stage-1 model's own caption of each image.
 * `gt-mix` (Data 4 in Tab. 12): one pseudo-initial caption (lexical or LLM) plus the GT itself.
 """
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from captioner.caption_edits import LexicalPerturber, ValidationRules, caption_words, validate_pseudo_initial
-from captioner.data import CaptionDataset, CaptionPair, load_records, read_jsonl
-from captioner.inference import generate_captions, load_model
+from captioner.data.readers import CaptionDataset, CaptionPair, load_records, read_jsonl
+from captioner.modeling.inference import generate_captions, load_model
+from captioner.training.edits import LexicalPerturber, ValidationRules, caption_words, validate_pseudo_initial
 from videoqa_base import jsonl
 from videoqa_base.errors import UserError
 

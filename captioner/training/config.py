@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
+from captioner.modeling.modeling_ser import TrainingStage
 from videoqa_base.config import Strict, parse_override, read_yaml, set_dotted, validate
 
-Stage = Literal["pretrain", "stage1", "stage2"]
+Stage = Literal["pretrain", "stage1", "stage2"]  # the stages one can train (TrainingStage adds "all")
 
 
 class ModelInit(Strict):
@@ -19,10 +20,10 @@ class ModelInit(Strict):
     init_from: str | None = None  # checkpoint directory of the previous stage
     vision_tower: str | None = None  # pretrain: CLIP vision checkpoint (HF id in the local cache, or dir)
     language_model: str | None = None  # pretrain: causal LM checkpoint (HF id or dir)
-    preset: str | None = None  # random init from captioner.presets (tiny-* only; tests, synthetic runs)
+    preset: str | None = None  # random init from captioner.modeling.presets (tiny-* only; tests, synthetic runs)
     seed: int = 0  # init seed of a preset
     config: dict[str, Any] = {}  # SeRConfig fields (fresh model), or overrides applied when loading init_from
-    trainable: Literal["pretrain", "stage1", "stage2", "all"] | None = None  # default: the stage's parts
+    trainable: TrainingStage | None = None  # default: the stage's parts
 
     @model_validator(mode="after")
     def _one_source(self):

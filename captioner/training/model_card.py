@@ -99,7 +99,7 @@ def write_card(output_dir: str | Path, config, result, model, command: Sequence[
     """README.md for a finished `captioner.train.train` run (`config`: TrainConfig, `result`: TrainResult)."""
     import yaml
 
-    from captioner.describe import count_parameters
+    from captioner.modeling.describe import count_parameters
 
     output_dir = Path(output_dir)
     dump = config.model_dump(mode="json")

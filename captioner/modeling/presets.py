@@ -24,15 +24,15 @@ from typing import Any
 
 import torch
 
-from captioner.configuration_ser import (
+from captioner.modeling.configuration_ser import (
     PAPER_DEEPLENS,
     PAPER_MULTILAYER_FEATURE_LAYERS,
     PAPER_TEXT,
     PAPER_VISION,
     SeRConfig,
 )
-from captioner.modeling_ser import SeRForCaptioning
-from captioner.processing_ser import IMAGE_TOKEN, SeRProcessor, clip_image_processor
+from captioner.modeling.modeling_ser import SeRForCaptioning
+from captioner.modeling.processing_ser import IMAGE_TOKEN, SeRProcessor, clip_image_processor
 from videoqa_base.tokenizer import train_bpe_tokenizer
 
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -3,7 +3,7 @@
 
 The defaults are the paper's model: CLIP ViT-L/14-336, OPT-125M and a ~50M-parameter DeepLens
 reading ViT layers {13, 18, 23}. Named configurations (tiny ones, the Tab. 3 variants) are in
-captioner/presets.py.
+captioner/modeling/presets.py.
 """
 
 from __future__ import annotations
