@@ -123,3 +123,43 @@ def test_source_files_are_short_enough_to_read():
 
 def test_no_generic_top_level_eval_package():
     assert not (ROOT / "eval" / "__init__.py").exists()
+
+
+# Inside videoqa/, data flows one way: a module may import its own level and the levels before it.
+# Level 0 is what every stage shares (typed records, configs, registries, model files on disk).
+STAGE_LEVELS = [
+    ("types", "config", "registry", "models", "manifest"),
+    ("datasets",),
+    ("frames",),
+    ("captioning",),
+    ("answering",),
+    ("scoring",),
+    ("run", "rundir", "compare"),
+    ("executors", "bench", "cli", "fixtures", "report"),
+]
+
+
+def stage_level(module: str) -> int:
+    """The level of a videoqa module (by its first name under videoqa/)."""
+    part = module.split(".")[1] if "." in module else ""
+    for level, names in enumerate(STAGE_LEVELS):
+        if part in names:
+            return level
+    raise AssertionError(f"{module}: not placed in STAGE_LEVELS (add its package to the stage order)")
+
+
+def test_stages_import_only_earlier_stages():
+    modules = source_files()
+    wrong = []
+    for name, path in modules.items():
+        if not name.startswith("videoqa.") or name == "videoqa":
+            continue
+        for module, _ in imports_of(path, modules):
+            if module.startswith("videoqa.") and stage_level(module) > stage_level(name):
+                wrong.append(f"{path.relative_to(ROOT)} imports the later stage {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_stage_order_check_sees_a_later_stage():
+    assert stage_level("videoqa.captioning.hf_vlm") < stage_level("videoqa.answering.answerers")
+    assert stage_level("videoqa.run") < stage_level("videoqa.executors.local")

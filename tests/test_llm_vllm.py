@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from videoqa.answering.llm import fingerprint_dir, resolve_model
 from videoqa.config import AnswerConfig, LLMConfig
 from videoqa.fixtures.tiny_llm import build_tiny_llm
+from videoqa.models.resolve import fingerprint_dir, resolve_model
 from videoqa.types import Question
 from videoqa_base.errors import MissingModelError
 

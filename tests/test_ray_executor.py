@@ -227,8 +227,7 @@ def test_caption_stage_on_an_in_process_instance_matches_the_local_stage_and_sha
     """Two captioner actors on a Ray instance started in this process (no address): same captions,
     failures streamed to `on_failure`, and cache entries the local stage then reads."""
     from videoqa.captioning.videos import caption_videos
-    from videoqa.executors import get_executor
-    from videoqa.registry import CAPTIONERS
+    from videoqa.registry import CAPTIONERS, get_executor
     from videoqa.run import VideoQA, unique_videos
 
     def config(out: Path, executor: str):
@@ -302,10 +301,11 @@ def test_split_gives_contiguous_shares_in_order():
     assert [i for a, b in split(items, 4) for i in items[a:b]] == items
 
 
-def test_the_video_llm_answerer_is_refused_on_ray_with_a_clear_error():
-    from videoqa.executors import get_executor
+def test_the_video_llm_answerer_is_refused_on_ray_through_its_declared_capability():
+    from videoqa.answering.answerers import FramesAnswerer, make_answerer
     from videoqa_base.errors import UserError
 
-    config = load_run_config(dataset="egoschema", captioner="ser", overrides=["executor=ray", "answerer=video-llm"])
-    with pytest.raises(UserError, match="runs only with the local executor"):
-        get_executor(config)
+    assert "ray" not in FramesAnswerer.executors  # the capability the answerer declares
+    config = load_run_config(dataset="egoschema", captioner=None, overrides=["executor=ray", "answerer=video-llm"])
+    with pytest.raises(UserError, match=r"answerer 'video-llm' runs only with \['local'\]"):
+        make_answerer(config)

@@ -12,14 +12,16 @@ import torch
 
 from captioner.replication.synth import (
     COLOURS,
-    CONCEPTS,
+    MODAL_SHAPE,
     PATCH_CLASSES,
     Group,
     Scene,
-    concept_labels,
+    needs_hidden_detail,
+    patch_facts,
     patch_labels,
     render_scene,
     sample_scene,
+    sample_scenes,
     shape_boxes,
     write_synthetic_dataset,
 )
@@ -39,14 +41,13 @@ def test_captions_describe_the_scene():
 
 def test_vit_pretraining_labels_are_the_scene_without_its_caption():
     scene = Scene(Group(2, "red", "circle"), Group(1, "blue", "square"), "vertical", seed=0)
-    bag = concept_labels(scene)
-    assert sum(bag) == 2 and bag[CONCEPTS.index("red circle")] == bag[CONCEPTS.index("blue square")] == 1
     labels = patch_labels(scene)  # 4 x 4 patches of 16 px, row-major
     assert len(labels) == 16 and sorted(PATCH_CLASSES[i] for i in labels if i) == [
         "blue square",
         "red circle",
         "red circle",
     ]
+    assert {patch_facts(i) for i in labels if i} == {(1, 0, 0), (1, 2, 1)} and patch_facts(0) == (0, -1, -1)
     rows: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
         if label:
@@ -57,6 +58,18 @@ def test_vit_pretraining_labels_are_the_scene_without_its_caption():
         assert int(x0) // 16 == int(x1 - 1e-6) // 16 and int(y0) // 16 == int(y1 - 1e-6) // 16
         centre = pixels[int((y0 + y1) / 2), int((x0 + x1) / 2)]
         assert tuple(centre) == COLOURS[group.colour]
+
+
+def test_world_has_a_shape_prior_and_same_colour_distractors():
+    scenes = sample_scenes(2000, "prior")
+    groups = [g for s in scenes for g in (s.first, s.second) if g is not None]
+    circles = sum(g.shape == MODAL_SHAPE for g in groups) / len(groups)
+    pairs = [s for s in scenes if s.second is not None]
+    same = sum(s.first.colour == s.second.colour for s in pairs) / len(pairs)
+    assert 0.45 < circles < 0.65 and 0.5 < same < 0.7 and all(s.first != s.second for s in pairs)
+    # a same-colour pair always differs in shape, so it always needs a look at the shapes
+    assert all(needs_hidden_detail(s) for s in pairs if s.first.colour == s.second.colour)
+    assert not needs_hidden_detail(Scene(Group(2, "red", "circle"), Group(1, "blue", "circle"), "horizontal", 0))
 
 
 def test_rendering_matches_the_description():
@@ -83,97 +96,83 @@ def test_dataset_is_seeded(tmp_path):
     assert {s.layout for s in scenes} == {"single", "horizontal", "vertical"}
 
 
+TINY_BENCH = [
+    "synth-bench",
+    *("--train-images", "32", "--dev-images", "12", "--test-images", "12", "--seeds", "2"),
+    *("--vit-images", "48", "--vit-steps", "4", "--lm-scenes", "30", "--lm-steps", "4"),
+    *("--connector-steps", "2", "--stage1-steps", "3", "--stage1-max-steps", "6", "--curve-points", "2"),
+    *("--arm-steps", "3", "--batch-size", "8", "--max-new-tokens", "8", "--lr-grid", "1e-3,3e-3"),
+    *("--probe-train-images", "24", "--probe-test-images", "12"),
+]
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    """The whole miniature at a reduced size, through the CLI: 2 seeds, every arm."""
+    """The whole miniature at a reduced size, through the CLI: 2 seeds, the five arms; then run again
+    on the same --run-dir, which resumes every (arm, seed) from disk."""
     work = tmp_path_factory.mktemp("bench")
-    out = work / "bench.json"
-    code = captioner_main(
-        [
-            "synth-bench",
-            "--train-images",
-            "40",
-            "--dev-images",
-            "16",
-            "--test-images",
-            "12",
-            "--seeds",
-            "2",
-            "--vit-images",
-            "64",
-            "--vit-steps",
-            "6",
-            "--lm-scenes",
-            "40",
-            "--lm-steps",
-            "6",
-            "--connector-steps",
-            "3",
-            "--stage1-max-steps",
-            "6",
-            "--check-every",
-            "3",
-            "--arm-steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--max-new-tokens",
-            "10",
-            "--cache-dir",
-            str(work / "cache"),
-            "--json",
-            str(out),
-            "--markdown",
-            str(work / "table.md"),
-        ]
-    )
-    assert code == 0
-    return json.loads(out.read_text()), work
+    paths = ["--cache-dir", str(work / "cache"), "--run-dir", str(work / "run"), "--markdown", str(work / "table.md")]
+    assert captioner_main([*TINY_BENCH, *paths, "--json", str(work / "bench.json")]) == 0
+    assert captioner_main([*TINY_BENCH, *paths, "--json", str(work / "again.json")]) == 0
+    return json.loads((work / "bench.json").read_text()), work
 
 
 def test_replication_report_layout(bench):
     report, work = bench
     arms = report["arms"]
-    best = max(("ser_paper", "ser_protected"), key=lambda a: arms[a]["refined"]["CIDEr"]["mean"])
-    assert list(arms) == [
-        "stage1",
-        "control",
-        "ser_paper",
-        "ser_protected",
-        "ser_caption_only",
-        "ser_multilayer_only",
-        f"{best}+gt-mix",
-        f"{best}+self",
-    ]
-    assert report["seeds"] == 2 and report["steps"]["arm"] == 4 and report["steps"]["stage1"] <= 6
+    assert list(arms) == ["stage1", "control", "ser_paper", "ser_protected", "single_glance_multilayer", "oracle_draft"]
+    for layer in ("layer 3", "layer 4", "layer 5"):  # every layer an arm reads
+        assert set(report["probes"][layer]) == {"occupancy", "colour", "shape", "group_count", "position"}
+        assert all(0 <= v["accuracy"] <= 100 and 0 < v["chance"] <= 100 for v in report["probes"][layer].values())
+    assert report["premise"]["first_glance_layer"] == 5 and report["premise"]["best_deeplens_layer"] in (3, 4, 5)
+    assert 0 <= report["headroom"]["fraction"] <= 1 and report["headroom"]["images"] == 12
+    curve = report["stage1_curve"]
+    assert [r["schedule_steps"] for r in curve["runs"]] == [3, 6] and curve["chosen_steps"] == 6
+    assert report["steps"]["stage1"] == 6 and report["steps"]["lr"] in (1e-3, 3e-3)
+    assert set(report["lr_sweep"]["dev_exact_by_lr"]) == {"0.001", "0.003"}
     for name, arm in arms.items():
-        for part in ("first_glance", "refined"):
-            assert set(arm[part]) >= {"CIDEr", "BLEU-4", "exact_match"}
-            assert len(arm[part]["CIDEr"]["per_seed"]) == (1 if name == "stage1" else 2)
-            assert arm[part]["CIDEr"]["sd"] >= 0
-        assert isinstance(arm["fixes"], int) and isinstance(arm["breaks"], int)
-        single_pass = name in ("stage1", "control")
-        assert (arm["refine_stage1_drafts"] is None) == single_pass
-        if single_pass:
-            assert arm["refined"] == arm["first_glance"] and arm["fixes"] == arm["breaks"] == 0
-    assert report["pretraining"]["loaded_from_cache"] is False
-    assert report["machine"]["cpu_count"] >= 1 and report["times_s"]["total"] > 0
+        paired = arm["paired_vs_control"]
+        assert {"exact_diff", "ci95", "mcnemar_p", "cider_diff", "cider_ci95"} <= set(paired)
+        assert paired["ci95"][0] <= paired["exact_diff"] <= paired["ci95"][1] and 0 <= paired["mcnemar_p"] <= 1
+        assert paired["seeds"] == 2 and paired["images"] == 12
+        assert arm["headline"] == {"oracle_draft": "oracle_refined", "ser_paper": "refined"}.get(
+            name, "refined" if name == "ser_protected" else "first_glance"
+        )
+    assert arms["control"]["paired_vs_control"]["exact_diff"] == 0
+    assert set(report["fixes"]) == {"ser_paper", "ser_protected", "oracle_draft"}
+    for fixes in report["fixes"].values():
+        assert set(fixes) == {"own", "stage1", "lexical", "hidden_detail"}
+        assert all(f["fixes"] + f["breaks"] <= 2 * 12 for f in fixes.values())
+    assert report["decision"]["verdict"] and "rule" in report["decision"]
+    assert report["pretraining"]["loaded_from_cache"] is False and report["resumed_entries"] == 0
     table = (work / "table.md").read_text()
     assert all(f"| {name} |" in table for name in arms)
+
+
+def test_the_run_resumes_per_arm_and_seed(bench):
+    report, work = bench
+    again = json.loads((work / "again.json").read_text())
+    # schedule, lr sweep, 2 x stage 1, 2 x 5 arms: all read back, none retrained
+    assert again["resumed_entries"] == 2 + 2 + 10 and again["pretraining"]["loaded_from_cache"] is True
+    assert again["arms"] == report["arms"] and again["stage1_curve"] == report["stage1_curve"]
+    assert len(list((work / "run").glob("*/seed1/*.json"))) == 6
 
 
 def test_arms_get_equal_steps_and_the_frozen_vit_no_gradient(bench):
     report, _ = bench
     arms = {name: arm for name, arm in report["arms"].items() if name != "stage1"}
-    assert {(arm["train"]["steps"], arm["train"]["batch_size"]) for arm in arms.values()} == {(4, 8)}
+    assert {(arm["train"]["steps"], arm["train"]["batch_size"]) for arm in arms.values()} == {(3, 8)}
     for name, arm in report["arms"].items():
         trainable = arm["train"]["trainable"]
         assert arm["train"]["vision_gradient"] is False and trainable["vision_tower"] == 0, name
         assert arm["train"]["flops"] > 0
-        if name in ("stage1", "control"):  # Tab. 15 stage 1: connector + LM
+        if name in ("stage1", "control", "single_glance_multilayer"):  # Tab. 15 stage 1: connector + LM
             assert trainable["connector"] > 0 and trainable["language_model"] > 0 and trainable["deeplens"] == 0
         else:  # Tab. 15 stage 2: DeepLens + LM
             assert trainable["deeplens"] > 0 and trainable["language_model"] > 0 and trainable["connector"] == 0
+    assert arms["single_glance_multilayer"]["train"]["trainable"]["connector"] > arms["control"]["train"][
+        "trainable"
+    ]["connector"]
 
 
 def test_stand_ins_cache_round_trip(bench, tmp_path):

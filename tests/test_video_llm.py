@@ -11,11 +11,11 @@ import pytest
 
 from videoqa.answering.llm.video import TransformersVideoBackend, VideoPrompt
 from videoqa.answering.llm.vllm_video import build_video_request, sampled_fps, video_tokens
-from videoqa.answering.llm.vlm import open_vlm
 from videoqa.answering.video_llm import VideoLLMAnswerer, cap_pixels, question_text, video_llm_parameters
 from videoqa.config import LLMConfig
 from videoqa.fixtures.synthetic_video import make_video
 from videoqa.fixtures.tiny_vlm import build_tiny_qwen2_5_vl
+from videoqa.models.vlm import open_vlm
 from videoqa.registry import LLM_BACKENDS
 from videoqa.types import Question
 
@@ -210,7 +210,7 @@ def test_other_architectures_take_the_frames_as_images(arch, tmp_path, questions
     prompt = VideoPrompt(frames, [0.5, 1.5, 2.5], question_text(questions[1]), questions[1].letters)
     assert vlm.prompt_text(prompt).count("<image>") == 3
     prepared = vlm.prepare(prompt)
-    (done,) = vlm.choose([prepared])
+    (done,) = vlm.choose_frames([prepared])
     assert done.text in questions[1].letters and set(done.choice_logprobs) == set(questions[1].letters)
     # one frame fewer, fewer tokens: every frame reached the model
     assert vlm.prepare(VideoPrompt(frames[:2], [0.5, 1.5], prompt.text, prompt.choices)).tokens < prepared.tokens

@@ -8,15 +8,15 @@ outputs/<dataset>/compare/<id>/ as CSV, Markdown and LaTeX, plus a PNG of accura
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from videoqa.config import load_run_config
-from videoqa.executors import get_executor
 from videoqa.manifest import environment, new_run_id, safe_name, write_json
-from videoqa.run import LazyLLM, RunResult, VideoQA
+from videoqa.run import RunResult, VideoQA
 from videoqa.scoring.tables import write_table
 from videoqa_base.errors import UserError
 
@@ -42,58 +42,45 @@ def compare(
     dataset: str,
     captioners: list[str],
     llm: str | None = None,
-    overrides: list[str] = (),
+    overrides: Sequence[str] = (),
     compare_id: str | None = None,
     progress: bool = True,
-    video_llms: list[str] = (),
+    video_llms: Sequence[str] = (),
 ) -> CompareResult:
     if len(set(captioners)) != len(captioners) or not captioners:
         raise UserError(f"--captioners: expected distinct names, got {captioners}")
     compare_id = compare_id or new_run_id()
+    run_id = f"run_id=compare-{compare_id}"
     configs = [
-        load_run_config(dataset=dataset, captioner=c, llm=llm, overrides=[*overrides, f"run_id=compare-{compare_id}"])
-        for c in captioners
+        load_run_config(dataset=dataset, captioner=c, llm=llm, overrides=[*overrides, run_id]) for c in captioners
     ]
-    # video-LLM rows: the frames go straight to each video LLM (answerer video-llm), no captions;
+    # video-LLM rows: the frames go straight to each video LLM (answerer video-llm), no captioner;
     # `llm.*` overrides are meant for the captioners' LLM, not for the video LLMs (set those in their YAMLs)
     shared = [o for o in overrides if not o.startswith("llm.")]
     video_configs = [
-        load_run_config(
-            dataset=dataset,
-            captioner=captioners[0],
-            llm=v,
-            overrides=[*shared, f"run_id=compare-{compare_id}", "answerer=video-llm"],
-        )
+        load_run_config(dataset=dataset, captioner=None, llm=v, overrides=[*shared, run_id, "answerer=video-llm"])
         for v in video_llms
     ]
-    names = [c.captioner.name for c in configs]
+    names = [c.captioner.name for c in configs if c.captioner is not None]
     if len(set(names)) != len(names):
         raise UserError(f"--captioners: two captioners share a name ({names}); set captioner.name to tell them apart")
-    llm = LazyLLM(
-        configs[0].llm, None, load=get_executor(configs[0]).load_backend
-    )  # one engine answers for every captioner
-    runs_of = [VideoQA(config, progress=progress, llm=llm) for config in configs]
-    questions = runs_of[0].questions()
-    for vq in runs_of:
-        vq.prepare()
-    if any(vq.pending(questions) for vq in runs_of):
-        llm.check_available()
+    rows = [VideoQA(config, progress=progress) for config in configs]
+    for vq in rows[1:]:
+        vq.share_llm_of(rows[0])  # one engine answers for every captioner
     env = environment()
     runs = []
     try:
-        captioned = [vq.caption(questions) for vq in runs_of]  # one captioner in memory at a time, before the LLM
-        for vq, caps in zip(runs_of, captioned):
-            answers = vq.answer(questions, caps)
-            runs.append(vq.finish(questions, answers, caps))
-            llm.startup_s = 0.0  # charged once, to the first run that needed the engine
+        # every captioner first, one in memory at a time, while no LLM engine holds memory
+        gathered = [vq.gather() for vq in rows]
+        runs = [vq.complete(g) for vq, g in zip(rows, gathered)]
     finally:
-        llm.close()
+        for vq in reversed(rows):  # the engine's owner (the first row) last
+            vq.close()
     for config in video_configs:  # each video LLM is its own engine, started after the captioners' LLM is closed
         runs.append(VideoQA(config, progress=progress).run())
 
     directory = comparison_directory(configs[0], compare_id)
-    rows = [r.row for r in runs]
-    table = write_comparison(rows, directory)
+    table = write_comparison([r.row for r in runs], directory)
     write_json(
         directory / "manifest.json",
         {

@@ -13,7 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from videoqa.registry import plugin_dirs
 from videoqa_base.config import Strict, apply_overrides, read_yaml, validate
@@ -28,6 +28,9 @@ class FramesConfig(Strict):
     num_frames: int | None = None  # or exactly this many, evenly spaced (overrides fps)
     max_frames: int | None = None  # cap for very long videos (evenly re-spaced), None = no cap
     workers: int = 2  # background decode workers
+    # uniform: caption every sampled frame (the paper's and LLoVi's protocol); adaptive: cluster the
+    # sampled frames and caption one per cluster (VideoTree-style; `adaptive:` below, captioning/selection.py)
+    select: Literal["uniform", "adaptive"] = "uniform"
 
     @model_validator(mode="after")
     def _one_rule(self):
@@ -37,6 +40,26 @@ class FramesConfig(Strict):
             raise ValueError("frames.fps must be > 0")
         if self.num_frames is not None and self.num_frames < 1:
             raise ValueError("frames.num_frames must be >= 1")
+        return self
+
+
+class AdaptiveConfig(Strict):
+    """`frames.select: adaptive`: which frames get captioned (videoqa.captioning.selection)."""
+
+    max_captions: PositiveInt = 64  # captions per video at most (clusters, and expansions with relevance: llm)
+    explained: float = 0.9  # k = the fewest clusters explaining this fraction of the frames' variance
+    seed: int = 0  # k-means seeding: the same frames and seed give the same selection
+    branch: PositiveInt = 4  # sub-clusters per cluster one level deeper (VideoTree's width)
+    # captioner: its own vision tower where it has one (SeR: ViT at embed_size), else pixels; pixel: always pixels
+    embedding: Literal["captioner", "pixel"] = "captioner"
+    # none: the clusters' representatives only; llm: the LLM rates each cluster's relevance to the
+    # question from its caption, the relevant clusters are expanded one level deeper
+    relevance: Literal["none", "llm"] = "none"
+
+    @model_validator(mode="after")
+    def _fraction(self):
+        if not 0.0 < self.explained < 1.0:
+            raise ValueError("adaptive.explained must be between 0 and 1 (exclusive)")
         return self
 
 
@@ -63,8 +86,12 @@ class LLMConfig(Strict):
     dtype: str = "auto"
     seed: int = 0
     enable_prefix_caching: bool = True
-    gpu_memory_utilization: float = 0.9
-    cpu_kvcache_gib: float | None = None  # VLLM_CPU_KVCACHE_SPACE on CPU builds
+    # vLLM's memory settings (videoqa.answering.llm.engine_memory); None = sized from the model's weights
+    # and KV cache, checked against the memory available before captioning. On vLLM's CPU backend
+    # gpu_memory_utilization is a fraction of the WHOLE machine's RAM, which must be free at start-up.
+    gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0)  # GPU: None = what is free
+    cpu_kvcache_gib: float | None = Field(default=None, gt=0.0)  # CPU: None = max_num_seqs full sequences
+    max_num_seqs: PositiveInt | None = None  # sequences per engine step (vLLM's; None: its default, CPU KV for 8)
     base_url: str | None = None  # for the OpenAI-compatible backend
     api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
     timeout_s: float = 120.0
@@ -79,10 +106,16 @@ class DatasetConfig(Strict):
     data_root: str
     split: str = "subset"
     options: dict[str, Any] = {}
+    # the benchmark's own headline metric: pooled accuracy, or MLVU's M-Avg (mean of per-task accuracies)
+    headline: Literal["accuracy", "m_avg"] = "accuracy"
+    # frame budget: frames.max_frames when run.yaml / --set leave it unset, so that an hour-long
+    # video's transcript fits the LLM context at the default settings (docs/datasets.md)
+    max_frames: PositiveInt | None = None
 
 
 class TranscriptConfig(Strict):
     caption_every: PositiveInt = 1  # keep every k-th caption (LLoVi's interval)
+    subtitles: bool = False  # merge the dataset's subtitles into the transcript by time, marked as speech
 
 
 class AnswerConfig(Strict):
@@ -123,9 +156,10 @@ class VideoLLMConfig(Strict):
 
 class RunConfig(Strict):
     dataset: DatasetConfig
-    captioner: CaptionerConfig
+    captioner: CaptionerConfig | None = None  # required by the captions answerer; a video LLM has none
     llm: LLMConfig
     frames: FramesConfig = FramesConfig()
+    adaptive: AdaptiveConfig = AdaptiveConfig()
     transcript: TranscriptConfig = TranscriptConfig()
     answer: AnswerConfig = AnswerConfig()
     limit: int | None = None  # first N questions only
@@ -137,6 +171,18 @@ class RunConfig(Strict):
     # question go straight to a video LLM (llm.backend transformers-video or vllm-video)
     answerer: Literal["captions", "video-llm"] = "captions"
     video_llm: VideoLLMConfig = VideoLLMConfig()
+
+    @model_validator(mode="after")
+    def _captioner_when_captioning(self):
+        if self.answerer == "captions" and self.captioner is None:
+            raise ValueError("answerer 'captions' needs a captioner (--captioner)")
+        return self
+
+    @model_validator(mode="after")
+    def _dataset_frame_budget(self):
+        if self.frames.max_frames is None and self.dataset.max_frames is not None:
+            self.frames = self.frames.model_copy(update={"max_frames": self.dataset.max_frames})
+        return self
 
 
 # ---------------------------------------------------------------------------- loading
@@ -196,7 +242,7 @@ def _from_model_dir(kind: str, path: Path) -> dict[str, Any]:
 def load_run_config(
     *,
     dataset: str,
-    captioner: str,
+    captioner: str | None,
     llm: str | None = None,
     overrides: list[str] = (),
     base: Path | None = None,
@@ -214,7 +260,8 @@ def load_run_config(
         ("captioners", "captioner", captioner),
         ("llms", "llm", llm),
     ):
-        data[section], sources[section] = resolve_component(kind, ref)
+        if ref is not None:  # no captioner: a video-LLM run
+            data[section], sources[section] = resolve_component(kind, ref)
     apply_overrides(data, overrides)
     where = f"{base} (+ {', '.join(sources.values())}{' + --set' if overrides else ''})"
     return validate(RunConfig, data, where)

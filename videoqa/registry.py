@@ -95,3 +95,15 @@ class Registry(Generic[T]):
 CAPTIONERS: Registry = Registry("captioner", "videoqa.captioning", "captioners")
 DATASETS: Registry = Registry("dataset", "videoqa.datasets", "datasets")
 LLM_BACKENDS: Registry = Registry("LLM backend", "videoqa.answering.llm", "llms")
+
+# Executors (where a run's stages run) by name: a module exposing `make_executor(config)`. Looked up
+# by name, so the run object depends on no executor (executors build on the stages, not the reverse).
+EXECUTORS = {"local": "videoqa.executors.local", "ray": "videoqa.executors.ray_executor"}
+
+
+def get_executor(config):
+    """The executor named by `config.executor`."""
+    name = getattr(config, "executor", "local")
+    if name not in EXECUTORS:
+        raise UserError(f"executor {name!r}: expected one of {sorted(EXECUTORS)}")
+    return importlib.import_module(EXECUTORS[name]).make_executor(config)

@@ -29,6 +29,7 @@ import yaml
 
 from videoqa.config import RunConfig
 from videoqa.manifest import new_run_id, safe_name, to_jsonable, write_json
+from videoqa.scoring.submissions import submission_files
 from videoqa.types import OPTION_LETTERS, Answer, Question, VideoCaptions, VideoFailure
 from videoqa_base.config import dump_config
 from videoqa_base.errors import UserError
@@ -43,7 +44,7 @@ def run_path(config: RunConfig) -> Path:
     return (
         Path(config.output_dir)
         / safe_name(config.dataset.name)
-        / f"{safe_name(config.captioner.name)}__{safe_name(config.llm.name)}"
+        / f"{safe_name(config.captioner.name if config.captioner else 'video-llm')}__{safe_name(config.llm.name)}"
         / safe_name(config.run_id or "")
     )
 
@@ -182,8 +183,9 @@ class RunDirectory:
         )
         write_jsonl(self.file("failures.jsonl"), (asdict(f) for f in failures))
         write_json(self.file("metrics.json"), metrics)
-        if self.config.dataset.split == "full":  # EgoSchema's validation server takes {q_uid: option index}
-            write_json(self.file("submission.json"), {a.qid: a.pred for a in answers if a.pred is not None})
+        dataset = self.config.dataset
+        for name, content in submission_files(dataset.type, dataset.split, answers).items():
+            self.file(name).write_text(content)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         files = {p.name for p in self.path.iterdir() if not p.name.startswith(".")} | {"manifest.json"}

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 OPTION_LETTERS = "ABCDEFGHIJ"
+# ok: a valid option; invalid: none came back or the prompt could not fit (see `detail`);
+# video_failed: the video could not be decoded; llm_failed: the LLM call failed (retried on resume)
+AnswerStatus = Literal["ok", "invalid", "video_failed", "llm_failed"]
+ANSWER_STATUSES: tuple[AnswerStatus, ...] = ("ok", "invalid", "video_failed", "llm_failed")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,10 @@ class Question:
     options: tuple[str, ...]
     answer: int | None = None  # index into options; None when the split has no labels
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. question type / category
+    # benchmark breakdowns, {name: labels}: accuracy is reported per label of each name; a question
+    # with several labels (LVBench's question_type) counts once under each
+    breakdowns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    subtitles: Path | None = None  # the video's subtitle file (.srt or LongVideoBench JSON), when shipped
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -51,6 +59,9 @@ class FrameBatch:
 class Caption:
     t: float  # seconds
     text: str
+    # adaptive selection: the (start, end) seconds this caption stands for (its cluster's frames);
+    # empty for uniform sampling, where a caption stands for its own frame
+    spans: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -59,6 +70,8 @@ class VideoCaptions:
     captions: list[Caption]
     duration: float
     caption_s: float = 0.0  # captioning time spent on this video (kept with cached captions)
+    # frames.select adaptive: frames decoded / embedded / captioned, and the clusters (captioning.frame_stage)
+    selection: dict[str, Any] | None = None
 
 
 @dataclass
@@ -68,7 +81,7 @@ class Answer:
     qid: str
     pred: int | None
     raw: str
-    status: str = "ok"  # ok | invalid | video_failed | llm_failed
+    status: AnswerStatus = "ok"
     detail: str = ""  # reason for a non-ok status, or the context policy that was applied
     prompt_tokens: int | None = None
     choice_logprobs: dict[str, float] = field(default_factory=dict)  # letter -> log-prob, when the backend gives them

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from captioner.modeling.modeling_ser import SeRForCaptioning, VisionBuffer
 from captioner.modeling.processing_ser import SeRProcessor
@@ -124,6 +126,53 @@ def _min_tokens(min_new_tokens: int) -> dict[str, int]:
     return {"min_new_tokens": min_new_tokens} if min_new_tokens > 0 else {}
 
 
+# ---------------------------------------------------------------------------- frame embeddings
+
+
+def default_embedding(config: Any) -> tuple[int, int]:
+    """(input size, layers) of the frame embedding for a SeR config: a third of the captioning
+    side, a multiple of the patch (112 px for ViT-L/14-336: 64 patches instead of 576), and the
+    layer the first glance reads. The bench's adaptive step measures what this costs per caption."""
+    vision = config.vision_config
+    size = vision.patch_size * max(1, round(vision.image_size / 3 / vision.patch_size))
+    return size, config.vision_feature_layer % (vision.num_hidden_layers + 1)
+
+
+@torch.inference_mode()
+def embed_images(
+    model: SeRForCaptioning,
+    processor: SeRProcessor,
+    images: Sequence[Any],
+    *,
+    size: int,
+    layer: int,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """(N, C) float32 frame embeddings from the frozen ViT at `size` pixels, `layer` layers deep:
+    the centre square of each (H, W, 3) uint8 frame, resized (antialiased) and CLIP-normalised.
+
+    For choosing which frames to caption (videoqa.captioning.selection), not for captioning: at
+    112 px the ViT sees 64 patches instead of 576, a small fraction of a caption's cost
+    (`videoqa bench`'s adaptive_over_uniform reports the measured ratio)."""
+    image_processor = processor.image_processor
+    mean = torch.tensor(image_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(image_processor.image_std).view(1, 3, 1, 1)
+    tower = model.vision_tower
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = [np.asarray(image) for image in images[start : start + batch_size]]
+        side = min(min(image.shape[:2]) for image in chunk)
+        squares = []
+        for image in chunk:  # centre squares of a common side, so the batch stacks
+            top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+            squares.append(image[top : top + side, left : left + side])
+        pixels = torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).float().div_(255.0)
+        pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        pixels = ((pixels - mean) / std).to(device=model.device, dtype=tower.dtype)
+        out.append(tower.pooled_features(pixels, layer).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.vision_config.hidden_size)
+
+
 # ---------------------------------------------------------------------------- out-of-memory backoff
 
 # the batch size a model last ran at after an out-of-memory backoff: later calls start there
@@ -195,6 +244,8 @@ def generate_captions(
 __all__ = [
     "CaptionResult",
     "generate_captions",
+    "embed_images",
+    "default_embedding",
     "first_glance",
     "refine_once",
     "load_model",

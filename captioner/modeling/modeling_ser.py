@@ -85,6 +85,15 @@ class SeRVisionTower(CLIPVisionModel):
                 states[number] = hidden
         return states
 
+    def pooled_features(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
+        """(B, C) mean patch feature after `layer` layers, at any input size (position embeddings
+        interpolated): a cheap frame embedding for choosing which frames to caption."""
+        tower = getattr(self, "vision_model", self)
+        hidden = tower.pre_layrnorm(tower.embeddings(pixel_values, interpolate_pos_encoding=True))
+        for encoder_layer in tower.encoder.layers[:layer]:
+            hidden = encoder_layer(hidden, None)
+        return hidden[:, 1:].mean(dim=1)
+
 
 @dataclass
 class VisionBuffer:

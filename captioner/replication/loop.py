@@ -7,20 +7,25 @@ fit in minutes. Everything else is the model's own code: `set_trainable(stage)` 
 trainable set, `SeRProcessor.build_text_batch` builds the rows and labels, the loss is the model's.
 Optimiser as in App. H.1: AdamW, weight decay 0, warm-up ratio 0.03, cosine decay, grad-norm clip 1.
 
-Arms (all start from the same stage-1 weights and run the same steps x batch size):
+Arms (all start from the same converged stage-1 weights and run the same steps x batch size):
 
-    control              stage 1 continued: connector + LM, first-glance loss on (image, GT)
-    ser_paper            stage 2 as written: DeepLens + LM, refinement loss only
-    ser_protected        DeepLens + LM; each batch is half refinement pairs, half first-glance
-                         (image, GT) pairs, so the shared LM keeps its first glance (see below)
-    ser_caption_only     as ser_protected, DeepLens reads (1) the draft + the single layer -2
-    ser_multilayer_only  as ser_protected, DeepLens reads (2) the multi-layer features only
+    control                   stage 1 continued: connector + LM, first-glance loss on (image, GT)
+    ser_paper                 stage 2 as written (Sec. 5): DeepLens + LM, refinement loss only
+    ser_protected             DeepLens + LM; each batch is half refinement pairs, half first-glance
+                              (image, GT) pairs, so the shared LM keeps its first glance (see below)
+    single_glance_multilayer  Tab. 3's "single glance + (2)": one pass whose connector also reads the
+                              DeepLens layers (connector + LM, first-glance loss; the specialist's
+                              connector widened with zero weights on the new layers, so it starts
+                              as the specialist)
+    oracle_draft              as ser_paper, on drafts with exactly one lexical edit, and scored on
+                              held-out one-edit drafts: the refiner's capacity, not a deployable arm
+    optional: ser_self (as ser_paper on the stage-1 model's own drafts, Data 1), ser_caption_only
+    and ser_multilayer_only (Tab. 3's inputs, as ser_protected)
 
 Why ser_protected is allowed by the paper: at inference "the same LM" writes the first glance and
 then refines (Sec. 4, "One More Glance"), and stage 2 trains "Adapters + Language Model" (Tab. 15),
 so stage 2 must leave the first glance usable. The paper does not say how; its Data 4 already feeds
-the ground truth as a draft, i.e. stage 2 is not restricted to pure correction pairs. Keeping the
-stage-1 objective in the mix is the plainest way to stop the shared LM from drifting (issue 10 (b)).
+the ground truth as a draft, i.e. stage 2 is not restricted to pure correction pairs.
 The connector stays frozen (Tab. 15: DeepLens + LM), so the first-glance half trains the LM only.
 """
 
@@ -57,18 +62,21 @@ class Arm:
 
 
 PROTECTED = Recipe("stage2", 0.5)
+PAPER = Recipe("stage2", 1.0)
 ARMS: dict[str, Arm] = {
     "control": Arm("control", "specialist", Recipe("stage1", 0.0), None),
-    "ser_paper": Arm("ser_paper", "ser", Recipe("stage2", 1.0), "lexical"),
+    "ser_paper": Arm("ser_paper", "ser", PAPER, "lexical"),
     "ser_protected": Arm("ser_protected", "ser", PROTECTED, "lexical"),
+    "single_glance_multilayer": Arm(
+        "single_glance_multilayer", "single-glance-multilayer", Recipe("stage1", 0.0), None
+    ),
+    "oracle_draft": Arm("oracle_draft", "ser", PAPER, "one-edit"),
+    "ser_self": Arm("ser_self", "ser", PAPER, "self"),
     "ser_caption_only": Arm("ser_caption_only", "ser-caption-only", PROTECTED, "lexical"),
     "ser_multilayer_only": Arm("ser_multilayer_only", "ser-multilayer-only", PROTECTED, "lexical"),
 }
-DRAFT_KINDS = ("gt-mix", "self")  # run for the best SeR arm after the others
-
-
-def data_arm(base: Arm, drafts: str) -> Arm:
-    return Arm(f"{base.name}+{drafts}", base.variant, base.recipe, drafts)
+DEFAULT_ARMS = ("control", "ser_paper", "ser_protected", "single_glance_multilayer", "oracle_draft")
+REFINERS = ("ser_paper", "ser_protected", "oracle_draft", "ser_self", "ser_caption_only", "ser_multilayer_only")
 
 
 class Sampler:

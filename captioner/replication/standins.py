@@ -155,49 +155,59 @@ class Pretrained:
     report: dict[str, Any]
 
 
+def colour_codes(hidden_size: int, seed: int) -> torch.Tensor:
+    """One fixed random vector per `PATCH_COLOURS` entry: what the coarse layer's patch tokens become."""
+    return torch.randn(len(PATCH_COLOURS), hidden_size, generator=torch.Generator().manual_seed(seed))
+
+
 def pretrain_vit(
     vision_config,
     pixels: torch.Tensor,
-    concepts: torch.Tensor,
     patches: torch.Tensor,
-    held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    held_out: tuple[torch.Tensor, torch.Tensor],
     *,
     steps: int,
     batch_size: int,
     lr: float,
     seed: int,
+    coarse_weight: float = 4.0,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Caption-free pretraining: which coloured shapes the image holds (multi-label, the pooled last
-    layer), what each patch shows (`synth.PATCH_CLASSES`, patch tokens of `DETAIL_LAYER`) and only
-    its colour (`PATCH_COLOURS`, patch tokens of `COARSE_LAYER`)."""
+    """Caption-free pretraining on the world's images, two per-patch objectives:
+
+    * `DETAIL_LAYER`'s patch tokens classify what the patch shows (`synth.PATCH_CLASSES`: empty or
+      which coloured shape; a linear head), so that layer keeps every shape;
+    * `COARSE_LAYER`'s patch tokens regress onto a fixed code of the patch's colour alone
+      (`colour_codes`, mean squared error): a token that equals its colour's code holds nothing
+      else, so the layers after `DETAIL_LAYER` must wash the shape out of the residual stream. A
+      classification head would not: a layer can keep its colour class and every shape beside it.
+    `captioner.replication.probes` measures what each layer ended up holding.
+    """
     from captioner.modeling.modeling_ser import SeRVisionTower
     from captioner.replication.synth import PATCH_CLASSES
 
     torch.manual_seed(seed)
     tower = SeRVisionTower(vision_config)
-    head = nn.Linear(vision_config.hidden_size, concepts.shape[1])
     patch_head = nn.Linear(vision_config.hidden_size, len(PATCH_CLASSES))
-    colour_head = nn.Linear(vision_config.hidden_size, len(PATCH_COLOURS))
-    params = [*tower.parameters(), *head.parameters(), *patch_head.parameters(), *colour_head.parameters()]
+    codes = colour_codes(vision_config.hidden_size, seed)
+    params = [*tower.parameters(), *patch_head.parameters()]
     optimizer, schedule = _optimizer(params, lr, steps)
     generator = torch.Generator().manual_seed(seed)
     colour_of = torch.tensor([PATCH_COLOURS.index(c.split()[0] if c != "empty" else c) for c in PATCH_CLASSES])
 
-    def forward(px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        states = tower(px, output_hidden_states=True)
-        return (
-            head(states.pooler_output),
-            patch_head(states.hidden_states[DETAIL_LAYER][:, 1:]),
-            colour_head(states.hidden_states[COARSE_LAYER][:, 1:]),
-        )
+    def forward(px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = tower(px, keep_states=[DETAIL_LAYER, COARSE_LAYER])
+        return patch_head(states[DETAIL_LAYER][:, 1:]), states[COARSE_LAYER][:, 1:]
+
+    def losses(px: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        local, coarse = forward(px)
+        detail_loss = nn.functional.cross_entropy(local.flatten(0, 1), labels.flatten())
+        return detail_loss, nn.functional.mse_loss(coarse, codes[colour_of[labels]])
 
     tower.train()
     for _ in range(steps):
         rows = torch.randint(0, len(pixels), (batch_size,), generator=generator)
-        bag, local, colour = forward(pixels[rows])
-        loss = nn.functional.binary_cross_entropy_with_logits(bag, concepts[rows])
-        loss = loss + nn.functional.cross_entropy(local.flatten(0, 1), patches[rows].flatten())
-        loss = loss + nn.functional.cross_entropy(colour.flatten(0, 1), colour_of[patches[rows]].flatten())
+        detail_loss, coarse_loss = losses(pixels[rows], patches[rows])
+        loss = detail_loss + coarse_weight * coarse_loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -205,13 +215,13 @@ def pretrain_vit(
         optimizer.zero_grad(set_to_none=True)
     tower.eval()
     with torch.no_grad():
-        bag, local, _ = forward(held_out[0])
-    concept_ok = ((bag > 0) == held_out[1].bool()).all(dim=1).float().mean().item()
-    patches_ok = local.argmax(-1).eq(held_out[2]).all(dim=1).float().mean().item()
+        local, _ = forward(held_out[0])
+        _, coarse_loss = losses(*held_out)
+    patches_ok = local.argmax(-1).eq(held_out[1]).all(dim=1).float().mean().item()
     return tower.state_dict(), {
         "final_loss": round(float(loss.detach()), 4),
-        "held_out_concept_set_accuracy": round(100 * concept_ok, 1),
         "held_out_all_patches_accuracy": round(100 * patches_ok, 1),
+        "held_out_coarse_code_mse": round(float(coarse_loss), 5),
     }
 
 
@@ -272,19 +282,17 @@ def pretrain(
     """The ViT (classification on its own images, no captions) and the LM (caption-like text)."""
     import time
 
-    from captioner.replication.synth import concept_labels, patch_labels, sample_scenes
+    from captioner.replication.synth import patch_labels, sample_scenes
 
     started = time.perf_counter()
     scenes = sample_scenes(vit_images + 200, f"vit:{seed}")  # the last 200 are held out
-    labels = torch.tensor([concept_labels(s) for s in scenes])
     patches = torch.tensor([patch_labels(s) for s in scenes])
     pixels = render(processor, scenes)
     vision, vit_report = pretrain_vit(
         base.vision_config,
         pixels[:-200],
-        labels[:-200],
         patches[:-200],
-        (pixels[-200:], labels[-200:], patches[-200:]),
+        (pixels[-200:], patches[-200:]),
         steps=vit_steps,
         batch_size=batch_size,
         lr=lr,
@@ -359,7 +367,8 @@ def assemble(variant: str, tokenizer, pretrained: Pretrained, seed: int):
 def load_stage(model, state: dict[str, torch.Tensor]) -> None:
     """Load a previous stage's weights; only DeepLens may be missing (stage 2 adds it fresh)."""
     result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("deeplens.")]
+    # the LM head is tied to the input embedding (stored once on disk)
+    missing = [k for k in result.missing_keys if not k.startswith("deeplens.") and k != "language_model.lm_head.weight"]
     unexpected = [k for k in result.unexpected_keys if not k.startswith("deeplens.")]
     if missing or unexpected:
         raise RuntimeError(f"stage weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")

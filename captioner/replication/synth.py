@@ -6,6 +6,12 @@ above/below). The references describe exactly what is drawn, in three phrasings,
 must get entities (shape), attributes (colour, count) and relations right to score well - the
 same error types the paper's pseudo-initial captions simulate (App. F.1).
 
+Shapes follow a prior, as objects do in real images: most are circles (`SHAPE_WEIGHTS`), whatever
+their colour. A captioner that cannot see shapes can still guess "circle" and be right on the
+scenes that only hold circles; a scene with any other shape (`needs_hidden_detail`) can only be
+captioned right by looking at the shapes. Most two-group scenes give both groups the same colour
+(`SAME_COLOUR`), so colour never tells the groups' shapes apart.
+
 `write_synthetic_dataset` writes PNGs plus `train.jsonl` / `test.jsonl` in the format
 `captioner.data.read_jsonl` reads, so training goes through the regular data path.
 Everything is a function of the seed.
@@ -26,6 +32,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (245, 245, 245),
 }
 SHAPES = ("circle", "square", "triangle")
+SHAPE_WEIGHTS = (0.6, 0.2, 0.2)  # the prior: a shape-blind captioner's best guess is "circle"
+MODAL_SHAPE = SHAPES[SHAPE_WEIGHTS.index(max(SHAPE_WEIGHTS))]
+TWO_GROUPS = 0.8  # share of scenes with two groups
+SAME_COLOUR = 0.6  # share of two-group scenes whose groups share a colour (same-colour distractors)
 COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
 BACKGROUND = (30, 30, 30)
 
@@ -72,19 +82,32 @@ class Scene:
         return [f"{a} above {b}", f"{b} below {a}", f"{a} on top and {b} at the bottom"]
 
 
-def sample_scene(rng: random.Random, single_fraction: float = 0.2) -> Scene:
-    def group() -> Group:
-        return Group(rng.randint(1, 3), rng.choice(list(COLOURS)), rng.choice(SHAPES))
+def sample_scene(rng: random.Random, two_groups: float = TWO_GROUPS, same_colour: float = SAME_COLOUR) -> Scene:
+    def group(colour: str | None = None) -> Group:
+        shape = rng.choices(SHAPES, SHAPE_WEIGHTS)[0]
+        return Group(rng.randint(1, 3), colour or rng.choice(list(COLOURS)), shape)
 
     first = group()
-    if rng.random() < single_fraction:
+    if rng.random() >= two_groups:
         return Scene(first, None, "single", rng.randrange(1 << 30))
-    second = group()
     # Two groups of the same coloured shape would be one group to the eye ("a blue triangle above a
     # blue triangle" vs "two blue triangles"): the second group differs in colour or shape.
+    colour = first.colour if rng.random() < same_colour else None
+    second = group(colour)
     while (second.colour, second.shape) == (first.colour, first.shape):
-        second = group()
+        second = group(colour)
     return Scene(first, second, rng.choice(["horizontal", "vertical"]), rng.randrange(1 << 30))
+
+
+def groups_of(scene: Scene) -> list[Group]:
+    return [scene.first] + ([scene.second] if scene.second is not None else [])
+
+
+def needs_hidden_detail(scene: Scene) -> bool:
+    """Whether the scene's captions depend on a shape a shape-blind first glance cannot guess: some
+    group is not of the modal shape (a first glance that sees colours, counts and positions but no
+    shape captions every other scene right by guessing `MODAL_SHAPE`)."""
+    return any(group.shape != MODAL_SHAPE for group in groups_of(scene))
 
 
 def _draw_shape(draw, shape: str, box: tuple[float, float, float, float], colour) -> None:
@@ -145,24 +168,12 @@ def render_scene(scene: Scene, size: int = 64):
     return image
 
 
-# The stand-in ViT's pretraining labels (captioner/replication/standins.py): which coloured shapes
-# appear anywhere in the image ("a red circle", "a blue square"), a bag of objects with their
-# attributes, like what a contrastive image-text model learns to match. Counts and relative
-# positions are never labels, so the late ViT layers have no reason to keep them (CLIP is known to
-# be blind to both): they are the fine details a caption gets wrong.
+# The stand-in ViT's pretraining labels (captioner/replication/standins.py) are per patch: what
+# each ViT patch shows (nothing, or a shape of a colour). Counts and positions are never labels;
+# they are only implied by which patches are occupied.
 CONCEPTS: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
 
 
-def concept_labels(scene: Scene) -> list[float]:
-    """Multi-hot vector over `CONCEPTS`: 1.0 for each (colour, shape) drawn in the scene."""
-    groups = [scene.first] + ([scene.second] if scene.second is not None else [])
-    present = {f"{g.colour} {g.shape}" for g in groups}
-    return [1.0 if concept in present else 0.0 for concept in CONCEPTS]
-
-
-# ... and the early-layer labels: what each ViT patch shows (nothing, or a shape of a colour),
-# dense and local, like the detail early CLIP layers keep. Counts and positions are never labels;
-# they are only implied by which patches are occupied.
 PATCH_CLASSES: tuple[str, ...] = ("empty", *CONCEPTS)
 
 
@@ -174,6 +185,14 @@ def patch_labels(scene: Scene, size: int = 64, patch: int = 16) -> list[int]:
         cell = int((y0 + y1) / 2 // patch) * per_row + int((x0 + x1) / 2 // patch)
         labels[cell] = PATCH_CLASSES.index(f"{group.colour} {group.shape}")
     return labels
+
+
+def patch_facts(label: int) -> tuple[int, int, int]:
+    """(occupied 0/1, colour index or -1, shape index or -1) of a `PATCH_CLASSES` index."""
+    if label == 0:
+        return 0, -1, -1
+    colour, shape = PATCH_CLASSES[label].split()
+    return 1, list(COLOURS).index(colour), SHAPES.index(shape)
 
 
 def sample_scenes(n: int, seed: str | int) -> list[Scene]:

@@ -1,11 +1,45 @@
-"""Captions -> transcript text, LLoVi style: one "t: caption" line per kept caption."""
+"""Captions -> transcript text, LLoVi style: one "t: caption" line per kept caption.
+
+With `transcript.subtitles: true`, a benchmark's subtitles (Video-MME, LongVideoBench) are merged in
+by time, each line marked "t: [speech] ..." so the LLM can tell what is said from what a captioner saw.
+"""
 
 from __future__ import annotations
 
-from videoqa.types import VideoCaptions
+from collections.abc import Iterable, Mapping, Sequence
+
+from videoqa.config import TranscriptConfig
+from videoqa.datasets.subtitles import Subtitle, read_subtitles
+from videoqa.types import Question, VideoCaptions
+
+SPEECH_MARK = "[speech]"
 
 
-def build_transcript(captions: VideoCaptions, caption_every: int = 1) -> str:
-    """One line per caption, prefixed with its second in the video; keep every k-th caption."""
+def _line(t: float, text: str) -> str:
+    return f"{int(max(t, 0.0))}: {' '.join(text.split())}"
+
+
+def build_transcript(captions: VideoCaptions, caption_every: int = 1, subtitles: Sequence[Subtitle] = ()) -> str:
+    """One line per caption, prefixed with its second in the video; keep every k-th caption.
+    Subtitle lines go where their start time falls (after the captions of the same second)."""
     kept = captions.captions[::caption_every]
-    return "\n".join(f"{int(c.t)}: {' '.join(c.text.split())}" for c in kept)
+    timed = [(c.t, 0, i, _line(c.t, c.text)) for i, c in enumerate(kept)]
+    timed += [(s.start, 1, i, _line(s.start, f"{SPEECH_MARK} {s.text}")) for i, s in enumerate(subtitles)]
+    return "\n".join(line for _, _, _, line in sorted(timed, key=lambda x: (int(max(x[0], 0.0)), x[1], x[2])))
+
+
+def video_subtitles(questions: Iterable[Question]) -> dict[str, list[Subtitle]]:
+    """Each video's subtitles, read once per file (the questions of one video share it)."""
+    subtitles: dict[str, list[Subtitle]] = {}
+    for q in questions:
+        if q.subtitles is not None and q.video_id not in subtitles and q.subtitles.is_file():
+            subtitles[q.video_id] = read_subtitles(q.subtitles, offset=float(q.meta.get("subtitle_offset") or 0.0))
+    return subtitles
+
+
+def build_transcripts(
+    questions: Sequence[Question], captions: Mapping[str, VideoCaptions], config: TranscriptConfig
+) -> dict[str, str]:
+    """{video_id: transcript} for every captioned video, with its subtitles when `config.subtitles`."""
+    subtitles = video_subtitles(questions) if config.subtitles else {}
+    return {vid: build_transcript(vc, config.caption_every, subtitles.get(vid, ())) for vid, vc in captions.items()}

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from videoqa.answering.llm import resolve_model
 from videoqa.answering.llm.video import PreparedPrompt, VideoLLMBackend, VideoPrompt
+from videoqa.models.resolve import resolve_model
 from videoqa.types import Answer, FrameBatch, Question, VideoFailure
 from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.logs import progress_bar
@@ -158,7 +158,7 @@ class VideoLLMAnswerer:
                 results[q.qid] = Answer(q.qid, None, "", "invalid", note)
             else:
                 ready.append((q, prepared, note))
-        for (q, _prepared, note), done in zip(ready, self.backend.choose([p for _, p, _ in ready])):
+        for (q, _prepared, note), done in zip(ready, self.backend.choose_frames([p for _, p, _ in ready])):
             if done.error:
                 results[q.qid] = Answer(q.qid, None, done.text, "llm_failed", done.error, done.prompt_tokens)
             else:

@@ -9,6 +9,9 @@ and against the paper. Every figure is measured in ONE run on the current machin
     generalist_over_ser  time per caption of LLaVA-1.5-7B / of SeR, batch 1 (paper: 37)
     decode_vs_ffmpeg     ffmpeg's full decode of a 3-minute 30-fps H.264 file / our time to deliver
                          its 1-fps frames resized for the captioner
+    adaptive_over_uniform  caption-stage time of `frames.select: adaptive` / `uniform` on a generated
+                         video of repeated scenes (full-size SeR, random weights); also requires
+                         <= 0.4 of the captions and every scene captioned; reports prompt tokens
     e2e_speedup_vs_loop  our pipeline (VideoQA.run) / a LLoVi-style loop (one frame at a time
                          decoded and captioned at batch 1, one prompt at a time to the LLM), tiny models
 
@@ -18,6 +21,7 @@ One module per figure, in the order a run measures them:
     caption.py     caption_mfu, batch_speedup, ser_over_specialist (random-weight SeR)
     generalist.py  generalist_over_ser (a shallower LLaVA-1.5, extrapolated to 32 layers)
     decode.py      decode_vs_ffmpeg
+    adaptive.py    adaptive_over_uniform
     e2e.py         e2e_speedup_vs_loop
     flops.py       the analytic FLOP model (the MFU numerators); `python -m videoqa.bench.flops`
     report.py      pass/miss and the notes that say why; the figures table

@@ -186,6 +186,31 @@ def judge_ray(figures: dict[str, Figure], ray: dict[str, Any]) -> None:
     figures["ray_over_local"].judge(ray["ray_over_local"], note)
 
 
+def judge_adaptive(figures: dict[str, Figure], ada: dict[str, Any], load_note: str) -> None:
+    """The figure is the caption-stage time ratio; it passes only if the captions ratio is <= 0.4
+    and every scene of the generated video got a caption too."""
+    adaptive, uniform = ada["adaptive"], ada["uniform"]
+    note = (
+        f"{ada['video_seconds'] / 60:.0f}-min video, {ada['scenes']} scenes x {ada['showings'] // ada['scenes']} "
+        f"showings, {ada['sample_fps']:.3g} fps: {adaptive['captions']} vs {uniform['captions']} captions "
+        f"(ratio {ada['captions_ratio']:.2f}, target <= 0.4), prompt tokens ratio {ada['prompt_tokens_ratio']:.2f}, "
+        f"{ada['scenes_captioned']}/{ada['scenes']} scenes captioned; caption stage "
+        f"{adaptive['caption_stage_wall_s']:.1f} vs {uniform['caption_stage_wall_s']:.1f} s "
+        f"(embedding {adaptive['embed_s']:.1f} s); one embedding = {ada['embed_over_caption']:.3f} caption "
+        f"({ada['embedding']['embed_size']} px ViT)"
+    )
+    figure = figures["adaptive_over_uniform"].judge(ada["adaptive_over_uniform"], note)
+    missed = []
+    if figure.value > 0.5:
+        missed.append(f"time by {shortfall(figure.value - 0.5)}")
+    if ada["captions_ratio"] > 0.4:
+        missed.append(f"captions by {shortfall(ada['captions_ratio'] - 0.4)}")
+    if ada["scenes_captioned"] < ada["scenes"]:
+        missed.append(f"{ada['scenes'] - ada['scenes_captioned']} scene(s) without a caption")
+    if missed:
+        figure.status, figure.note = "miss", f"missed by: {', '.join(missed)}.{load_note} " + note
+
+
 def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
     """The figures with targets, paper values, pass/miss and a note saying why."""
     figures = {name: Figure(name, target=TARGETS.get(name), paper=PAPER.get(name)) for name in FIGURES}
@@ -202,6 +227,8 @@ def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
         judge_generalist(figures, gen, cap)
     if details.get("decode"):
         judge_decode(figures, details["decode"], load_note)
+    if details.get("adaptive"):
+        judge_adaptive(figures, details["adaptive"], load_note)
     if details.get("e2e"):
         judge_e2e(figures, details["e2e"], load_note)
     if details.get("ray"):

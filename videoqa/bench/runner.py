@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from captioner.modeling.presets import get_config
+from videoqa.bench.adaptive import adaptive_step
 from videoqa.bench.caption import caption_step
 from videoqa.bench.decode import decode_step
 from videoqa.bench.e2e import e2e_step
@@ -84,6 +85,7 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
     details["generalist"] = attempt("generalist", lambda: generalist_step(settings, ser_b1, peak_used, device))
     captioner_side = get_config(settings.preset).vision_config.image_size  # what decoding resizes to
     details["decode"] = attempt("decode", lambda: decode_step(settings, work, captioner_side))
+    details["adaptive"] = attempt("adaptive", lambda: adaptive_step(settings, work, device))
     details["e2e"] = attempt("e2e", lambda: e2e_step(settings, work, device))
     details["ray"] = attempt("ray", lambda: ray_ratio_step(settings, work, device))
     machine["load_average_after"] = os.getloadavg()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,16 +51,6 @@ class Captioner(ABC):
     def num_parameters(self) -> int:
         """Parameter count for the comparison tables (from the checkpoint files, not the model)."""
 
-    def precomputed(self, video_id: str) -> VideoCaptions | None:
-        """Captions that exist without looking at frames (e.g. imported caption files).
-        The caption stage then skips decoding for that video. Frame captioners return None."""
-        return None
-
-    def missing_precomputed(self, video_id: str, path) -> VideoFailure | None:
-        """For captioners that never see frames: the failure to record when `precomputed` has
-        nothing for this video (instead of decoding it). Frame captioners return None."""
-        return None
-
     # ------------------------------------------------------------------ model work
 
     def load(self) -> None:
@@ -75,5 +66,29 @@ class Captioner(ABC):
     def caption(self, images: Sequence[np.ndarray], prompt: str) -> list[str]:
         """Return one caption per image (H, W, 3 uint8 RGB). Requires `load()`."""
 
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray | None:
+        """One feature vector per image, (N, D), from the captioner's own vision tower, for choosing
+        which frames to caption (`frames.select: adaptive`); must cost a small fraction of a
+        caption. None: no vision tower, the selection uses `selection.pixel_embedding`. Requires `load()`."""
+        return None
+
+    def embedding_identity(self) -> dict[str, Any]:
+        """What makes `embed` reproducible beyond `identity()` (input size, layer): part of the
+        adaptive caption cache key. Empty for captioners without `embed`."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engines / device memory before the answering LLM starts."""
+
+
+class ImportedCaptions(ABC):
+    """A captioner whose captions exist without frames (imported caption files): the caption stage
+    asks it first and decodes nothing for the videos it knows, nor for those it does not."""
+
+    @abstractmethod
+    def precomputed(self, video_id: str) -> VideoCaptions | None:
+        """The video's captions, or None when the file has none for it."""
+
+    @abstractmethod
+    def missing_precomputed(self, video_id: str, path: Path | str) -> VideoFailure | None:
+        """The failure to record for a video the file has no captions for (None if it has them)."""

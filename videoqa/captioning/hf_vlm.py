@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from videoqa.answering.llm.vlm import (
+from videoqa.captioning.base import Captioner
+from videoqa.config import CaptionerConfig
+from videoqa.models.vlm import (
     FALLBACK_TEMPLATES,
     IMAGE,
     SELF_PLACING,
@@ -42,8 +44,6 @@ from videoqa.answering.llm.vlm import (
     open_vlm,
     processor_image_size,
 )
-from videoqa.captioning.base import Captioner
-from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
 from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.errors import UserError

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from videoqa.captioning.base import Captioner
+from videoqa.captioning.base import Captioner, ImportedCaptions
 from videoqa.config import CaptionerConfig
 from videoqa.registry import CAPTIONERS
 from videoqa.types import Caption, VideoCaptions, VideoFailure
@@ -191,7 +191,7 @@ def _parse_entries(path: Path, key: str, entries: Any, seconds_per_caption: floa
 
 
 @CAPTIONERS.register("precomputed")
-class PrecomputedCaptioner(Captioner):
+class PrecomputedCaptioner(Captioner, ImportedCaptions):
     """Captions read from a file; no frames are decoded for the videos it covers."""
 
     image_size = None

@@ -5,6 +5,9 @@ a specialist in `identity()`.
 
 Options (`captioner.options` in the YAML):
     refine_steps: refinement passes after the first glance (ser only; default: the checkpoint's, 1).
+    embed_size: input side (px) of the ViT when it embeds frames for `frames.select: adaptive`
+        (default: a third of the captioning size, a multiple of the patch: 112 for ViT-L/14-336).
+    embed_layer: ViT layers run for that embedding (default: the layer the first glance reads).
 The weights load on the first `caption()` (the caption stage calls `load()` only for uncached videos).
 """
 
@@ -50,7 +53,7 @@ class SeRCaptioner(Captioner):
     Built from the checkpoint's config and processor only; the weights load on first use."""
 
     kind = "ser"
-    known_options = frozenset({"refine_steps"})
+    known_options = frozenset({"refine_steps", "embed_size", "embed_layer"})
 
     def __init__(self, config: CaptionerConfig):
         from captioner.modeling.configuration_ser import SeRConfig
@@ -75,6 +78,7 @@ class SeRCaptioner(Captioner):
         self.has_deeplens = bool(self.model_config.refine)
         self.refine_steps = self._refine_steps(config.options.get("refine_steps"))
         self.image_size = self.processor.image_size
+        self.embed_size, self.embed_layer = self._embedding_options(config.options)
         self.model = None
         self._fingerprint: str | None = None
 
@@ -87,6 +91,21 @@ class SeRCaptioner(Captioner):
         if requested > 0 and not self.has_deeplens:
             raise UserError(f"{self.model_dir}: refine_steps={requested} needs DeepLens, but this checkpoint has none")
         return requested
+
+    def _embedding_options(self, options: dict[str, Any]) -> tuple[int, int]:
+        from captioner.modeling.inference import default_embedding
+
+        vision = self.model_config.vision_config
+        patch, layers = vision.patch_size, vision.num_hidden_layers
+        default_size, default_layer = default_embedding(self.model_config)
+        size, layer = options.get("embed_size", default_size), options.get("embed_layer", default_layer)
+        for name, value, low, high in (
+            ("embed_size", size, patch, 4 * vision.image_size),
+            ("embed_layer", layer, 1, layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UserError(f"captioner {self.config.name!r}: options.{name} must be an integer in [{low}, {high}]")
+        return size, layer
 
     def _load(self) -> None:
         from captioner.modeling.inference import load_model
@@ -114,6 +133,17 @@ class SeRCaptioner(Captioner):
             batch_size=self.config.batch_size,
             refine_steps=self.refine_steps,
         )
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The frozen ViT at `embed_size` px, `embed_layer` layers deep, mean-pooled patches (N, C)."""
+        from captioner.modeling.inference import embed_images
+
+        self.load()
+        features = embed_images(self.model, self.processor, list(images), size=self.embed_size, layer=self.embed_layer)
+        return features.numpy()
+
+    def embedding_identity(self) -> dict[str, Any]:
+        return {"embedding": "vit", "embed_size": self.embed_size, "embed_layer": self.embed_layer}
 
     def identity(self) -> dict[str, Any]:
         if self._fingerprint is None:  # hashing ~2 GB of fp32 weights takes seconds: do it once

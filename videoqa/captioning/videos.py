@@ -9,7 +9,6 @@ A video that failed in an earlier attempt is retried only if its file has appear
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +16,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from videoqa.captioning.base import Captioner
+from videoqa.captioning.base import Captioner, ImportedCaptions
 from videoqa.captioning.cache import CaptionCache, file_state
+from videoqa.captioning.frame_stage import FrameStage, selection_key, video_counts
 from videoqa.captioning.stage import CaptionStats, caption_stream
 from videoqa.frames import DecodeStats, stream_videos
 from videoqa.types import FrameBatch, VideoCaptions, VideoFailure
@@ -36,8 +36,10 @@ class CaptionResult:
 
 
 def caption_cache(config, captioner: Captioner) -> CaptionCache:
-    """Keyed by video content, sampling and the captioner's identity (with the prompt)."""
-    sampling = config.frames.model_dump(exclude={"workers"}) | {"size": captioner.image_size}
+    """Keyed by video content, sampling and the captioner's identity (with the prompt); for
+    `frames.select: adaptive` also the selection settings (uniform keys are what they were)."""
+    sampling = config.frames.model_dump(exclude={"workers", "select"}) | {"size": captioner.image_size}
+    sampling |= selection_key(config, captioner)
     # the prompt is part of the key whatever the captioner's identity() says
     context = captioner.identity() | {"prompt": config.captioner.prompt}
     return CaptionCache(Path(config.output_dir) / "cache" / "captions", sampling, context)
@@ -57,22 +59,23 @@ def caption_videos(
     known_failures: dict[str, VideoFailure] | None = None,
     on_failure: Callable[[VideoFailure], None] | None = None,
     progress: bool = True,
-    collect: bool = True,
 ) -> CaptionResult:
     """Captions for every (video_id, path). `known_failures` are earlier attempts' failures: kept
     as they are unless the file changed since; `on_failure` sees each new failure as it happens.
-    `collect` frees the captioner's memory for an LLM engine that starts next (a second or two of
-    garbage collection, skipped when the engine already runs)."""
+    The captioner stays as it was handed over (loaded or not): its owner closes it."""
     known_failures = known_failures or {}
     cache = caption_cache(config, captioner)
     captions: dict[str, VideoCaptions] = {}
     failures: dict[str, VideoFailure] = {}
     retried: list[str] = []
     for video_id, path in videos:
-        cached = captioner.precomputed(video_id) or cache.get(path)
+        imported = isinstance(captioner, ImportedCaptions)
+        cached = captioner.precomputed(video_id) if imported else cache.get(path)
         if cached is not None:
-            captions[video_id] = VideoCaptions(video_id, cached.captions, cached.duration, cached.caption_s)
-        elif (missing := captioner.missing_precomputed(video_id, path)) is not None:
+            captions[video_id] = VideoCaptions(
+                video_id, cached.captions, cached.duration, cached.caption_s, cached.selection
+            )
+        elif imported and (missing := captioner.missing_precomputed(video_id, path)) is not None:
             failures[video_id] = missing  # a captioner that never sees frames has nothing for it
         elif (earlier := known_failures.get(video_id)) is not None:
             if earlier.fingerprint and earlier.fingerprint == file_state(path):
@@ -83,6 +86,8 @@ def caption_videos(
     paths = dict(todo)
 
     stats, decode_stats = CaptionStats(), DecodeStats()
+    # the per-frame cache, and adaptive selection (frames.select): which decoded frames get captioned
+    frame_stage = FrameStage(config, captioner, paths, Path(config.output_dir) / "cache" / "frame-captions")
     started = time.perf_counter()
     if todo:
         with (
@@ -99,7 +104,7 @@ def caption_videos(
                 stats=decode_stats,
             )
             for out in caption_stream(
-                _count_decoded(frames, decode_bar),
+                frame_stage.wrap(_count_decoded(frames, decode_bar)),
                 captioner,
                 config.captioner.prompt,
                 config.captioner.batch_size,
@@ -112,14 +117,12 @@ def caption_videos(
                         on_failure(out)
                 else:
                     out.caption_s = stats.per_video_caption_s.get(out.video_id, 0.0)
+                    out = frame_stage.finish(out)
                     captions[out.video_id] = out
                     cache.put(paths[out.video_id], out)
                 caption_bar.update(1)
                 caption_bar.set_postfix(frames=stats.frames, failed=len(failures))
     loaded = captioner.loaded
-    captioner.close()
-    if collect and loaded:
-        gc.collect()  # free the captioner's memory before an LLM engine starts
     timing = {
         "caption_stage_wall_s": time.perf_counter() - started,
         # captioning time of every video of the run, including videos captioned by earlier runs
@@ -136,12 +139,14 @@ def caption_videos(
         "caption_oom_backoffs": stats.oom_backoffs,
         "captioner_loaded": loaded,  # False when every video came from the cache (or failed before captioning)
         "videos_from_cache": sum(1 for vid in captions if vid not in paths),
+        **frame_stage.timing(),  # frames decoded / embedded / reused from the per-frame cache, embed_s
         "per_video": {
             vid: {
                 "duration_s": vc.duration,
                 "frames": len(vc.captions),
                 "decode_s": decode_stats.per_video.get(vid, 0.0),  # 0 when captions came from the cache
                 "caption_s": vc.caption_s,
+                **video_counts(vc, frame_stage.stats.per_video.get(vid, {}).get("frames_decoded")),
             }
             for vid, vc in captions.items()
         },

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from videoqa.answering.llm.vlm import open_vlm, processor_image_size
 from videoqa.captioning.base import Captioner
 from videoqa.captioning.hf_vlm import caption_prompt_text, check_prompt_template
 from videoqa.config import CaptionerConfig
+from videoqa.models.vlm import open_vlm, processor_image_size
 from videoqa.registry import CAPTIONERS
 from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.errors import UserError

@@ -2,7 +2,9 @@
 
   videoqa run --dataset egoschema --captioner ser [--llm L] [--data-root DIR] [--split S]
               [--limit N] [--output-dir DIR] [--set key=value ...]
+  videoqa datasets [--data-root DIR]   every dataset's layout, where to get it, and what DIR holds
   videoqa demo       the embedded offline default: tiny models, generated videos, real engines
+  videoqa report RUN_DIR [RUN_DIR ...] [--out DIR] [--max-thumbnails N]   a static HTML report
 
 vLLM/torch/transformers output goes to a log file (run.log in the run directory, compare.log,
 outputs/demo/demo.log, outputs/bench/bench.log) unless --verbose; progress bars and results stay.
@@ -106,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from videoqa.config import load_run_config
     from videoqa.run import VideoQA
     from videoqa.rundir import RunDirectory
+    from videoqa.scoring.submissions import submission_commands
 
     config = load_run_config(
         dataset=args.dataset, captioner=args.captioner, llm=args.llm, overrides=overrides_from_args(args)
@@ -115,7 +118,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = VideoQA(run_dir.config, progress=not args.quiet).run()
     print(result.table.to_markdown(index=False))
     print(f"\nrun directory: {result.run_dir}")
+    for line in submission_commands(config.dataset.type, Path(result.run_dir), result.metrics["questions"]):
+        print(line)
     return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from videoqa.datasets.catalog import check_all, report
+
+    root = Path(args.data_root).expanduser() if args.data_root else None
+    checks = check_all(root, [args.dataset] if args.dataset else None)
+    print("\n\n".join(report(c, layout=not args.brief) for c in checks))
+    return 0 if not args.dataset or checks[0].ok else 1
+
+
+def add_datasets_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        help="check this folder (or its subfolder named like each dataset) instead of each YAML's data_root",
+    )
+    parser.add_argument("--dataset", help="only this dataset (exit status 1 when the data root does not hold it)")
+    parser.add_argument("--brief", action="store_true", help="leave out the layouts")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -144,6 +167,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(result.table.to_markdown(index=False))
     print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from videoqa.manifest import new_run_id
+    from videoqa.report import write_report
+    from videoqa.report.build import default_cache_dir
+
+    dirs = [Path(d) for d in args.run_dirs]
+    if args.out:
+        out = Path(args.out)
+    elif len(dirs) == 1:
+        out = dirs[0]  # report.html beside the run's (or the comparison's) own files
+    else:
+        out = default_cache_dir(dirs[0]).parents[1] / "reports" / new_run_id()
+    page = write_report(
+        dirs, out, title=args.title, max_thumbnails_per_video=args.max_thumbnails, progress=not args.quiet
+    )
+    print(f"report: {page} (open it in a browser; thumbnails in {page.parent / 'report_files'})")
+    return 0
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from videoqa.report import DEFAULT_MAX_THUMBNAILS
+
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or comparison directories")
+    parser.add_argument(
+        "--out", help="folder for report.html and report_files/ (default: the one directory given, else outputs/reports/<id>)"
+    )
+    parser.add_argument(
+        "--max-thumbnails",
+        type=int,
+        default=DEFAULT_MAX_THUMBNAILS,
+        metavar="N",
+        help=f"thumbnails per video and run, spread over the video (default {DEFAULT_MAX_THUMBNAILS}; 0: none)",
+    )
+    parser.add_argument("--title", help="the page's title (default: dataset and run names)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -188,10 +248,20 @@ COMMANDS = {
         add_bench_arguments,
         "measure speed ratios on this machine (MFU, batching, decode, end to end)",
     ),
+    "datasets": (
+        cmd_datasets,
+        add_datasets_arguments,
+        "list the datasets: expected layout, where to get them, and a dry check of --data-root",
+    ),
     "demo": (
         cmd_demo,
         add_demo_arguments,
         "offline demo: builds tiny models and a small EgoSchema-layout dataset, then runs it",
+    ),
+    "report": (
+        cmd_report,
+        add_report_arguments,
+        "a static HTML report of runs: answers, captions with their frames, where runs disagree",
     ),
 }
 

@@ -33,34 +33,19 @@ from videoqa.types import VideoFailure
 MERGED_OTHERWISE = {"caption_stage_wall_s", "caption_batch_size", "captioner_loaded", "per_video"}
 
 
-class KeptLoaded:
-    """The actor's captioner as the stage sees it: `close()` (which the stage calls when a share is
-    done) is ignored, so the weights stay loaded for the actor's next share."""
-
-    def __init__(self, captioner: Captioner):
-        self.captioner = captioner
-
-    def __getattr__(self, name):
-        return getattr(self.captioner, name)
-
-    def close(self) -> None:
-        """The actor closes the real captioner when it is done."""
-
-
 class CaptionerWorker:
     """One captioner in one actor process; `caption` runs the local stage on a share of videos."""
 
     def __init__(self, config, cwd: str):
         enter_driver_directory(cwd)
         self.config = config
-        self.captioner = KeptLoaded(CAPTIONERS.get(config.captioner.type)(config.captioner))
+        self.captioner = CAPTIONERS.get(config.captioner.type)(config.captioner)  # kept loaded between shares
 
     def caption(
         self, videos: list[tuple[str, Path]], known_failures: dict[str, VideoFailure], stage_options: dict
     ) -> tuple[CaptionResult, list[VideoFailure]]:
         """The share's result, and the failures the stage reported as new (for the driver's `on_failure`)."""
         new_failures: list[VideoFailure] = []
-        # collect=False: the weights stay loaded for the next share, there is nothing to free
         result = caption_videos(
             self.config,
             self.captioner,
@@ -68,7 +53,7 @@ class CaptionerWorker:
             known_failures,
             new_failures.append,
             progress=False,
-            **stage_options | {"collect": False},
+            **stage_options,
         )
         return result, new_failures
 
@@ -76,7 +61,7 @@ class CaptionerWorker:
         return os.getpid()
 
     def close(self) -> None:
-        self.captioner.captioner.close()
+        self.captioner.close()
 
 
 def captioner_gpus(config) -> float:

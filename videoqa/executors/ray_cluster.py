@@ -29,12 +29,40 @@ def forwarded_environment() -> dict[str, str]:
     }
 
 
+def ray_token_available() -> bool:
+    """Whether this machine holds a Ray cluster token where Ray looks for one: RAY_AUTH_TOKEN, the
+    file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token (`ray start` writes it there)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+    try:
+        return bool(path.read_text().strip())
+    except OSError:  # no file, or not readable: no token
+        return False
+
+
+def send_token_if_available(address: str | None) -> bool:
+    """Turn on Ray's token authentication for a HOST:PORT address when a token is at hand.
+
+    Ray 2.60 finds and sends the token by itself only for a cluster it discovers (`auto`); for an
+    explicit address it sends one only when RAY_AUTH_MODE=token is set (ray/_private/worker.py), and
+    `ray start` enables token auth by default. A user's own RAY_AUTH_MODE is left as it is."""
+    if address in (None, "auto", "local") or "RAY_AUTH_MODE" in os.environ or not ray_token_available():
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"  # read by Ray's C++ config: refreshed below, and by child processes
+    from ray._raylet import Config
+
+    Config.initialize("")  # Ray caches its config at import: what ray.init checks must see the new mode
+    return True
+
+
 def connect(ray_config) -> None:
     """Join the configured cluster, or start a Ray instance in this process; once per process."""
     import ray
 
     if ray.is_initialized():
         return
+    sends_token = send_token_if_available(ray_config.address)
     # LD_PRELOAD cleared: a vLLM engine that ran in this process before (the bench's local side)
     # leaves LD_PRELOAD=<torch's libgomp> here, and actors started with it captioned ~12x slower on
     # this project's CPU; vLLM in an LLM replica sets its own for its engine processes.
@@ -52,10 +80,11 @@ def connect(ray_config) -> None:
         ray.init(**kwargs)
     except ConnectionError as exc:
         if isinstance(exc.__cause__, RuntimeError) and "InvalidAuthToken" in str(exc.__cause__):
+            said = "refused the token found on this machine" if sends_token else "wants its authentication token"
             raise UserError(
-                f"ray.address {ray_config.address!r}: the cluster wants its authentication token (`ray start` "
-                "enables token auth); on this machine: export RAY_AUTH_MODE=token, with the cluster's token in "
-                "~/.ray/auth_token or RAY_AUTH_TOKEN (or join with --ray-address auto from a node of the cluster)"
+                f"ray.address {ray_config.address!r}: the cluster {said} (`ray start` enables token auth): put the "
+                "cluster's token (`ray get-auth-token` on its head node) in ~/.ray/auth_token or RAY_AUTH_TOKEN "
+                "here, or join with --ray-address auto from a node of the cluster"
             ) from None
         raise UserError(f"ray.address {ray_config.address!r}: no Ray cluster there ({exc})") from None
 

@@ -1,4 +1,9 @@
-"""Result tables (one row per run) written as CSV, Markdown and LaTeX with pandas."""
+"""Result tables (one row per run) written as CSV, Markdown and LaTeX with pandas.
+
+A benchmark with its own headline metric (MLVU's M-Avg) gets that column before `accuracy`, and
+its breakdowns (e.g. Video-MME's duration, domain, task_type) one column each, "<breakdown>: <label>",
+accuracy in %, after the fixed columns. `table_columns(rows)` says which columns a set of rows fills.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,30 @@ TABLE_COLUMNS = [
 ]
 
 
+HEADLINE_COLUMNS = {"m_avg": "m_avg"}  # headline metric -> its table column (placed before `accuracy`)
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def breakdown_columns(metrics: dict) -> dict[str, float | None]:
+    """{"<breakdown>: <label>": accuracy in %} for each breakdown label of a run's metrics."""
+    return {
+        f"{name}: {label}": _percent(group["accuracy"])
+        for name, labels in metrics.get("breakdowns", {}).items()
+        for label, group in labels.items()
+    }
+
+
+def table_columns(rows: Sequence[dict]) -> list[str]:
+    """TABLE_COLUMNS plus the headline and breakdown columns any of `rows` has, in first-seen order."""
+    headline = [c for c in HEADLINE_COLUMNS.values() if any(c in r for r in rows)]
+    at = TABLE_COLUMNS.index("accuracy")
+    extra = list(dict.fromkeys(c for r in rows for c in r.get("breakdown_columns", ())))
+    return TABLE_COLUMNS[:at] + headline + TABLE_COLUMNS[at:] + extra
+
+
 def format_params(n: int | None) -> str:
     if not n:
         return "-"
@@ -34,7 +63,9 @@ def result_row(dataset: str, captioner: str, llm: str, params: int | None, metri
     counts = metrics["status_counts"]
     video_seconds = timing.get("video_seconds") or 0.0
     total = timing["caption_s"] + timing["answer_s"] + timing["decode_s"]
-    return {
+    headline = metrics.get("headline", "accuracy")
+    breakdowns = breakdown_columns(metrics)
+    row = {
         "dataset": dataset,
         "captioner": captioner,
         "llm": llm,
@@ -48,12 +79,17 @@ def result_row(dataset: str, captioner: str, llm: str, params: int | None, metri
         "answer_s": round(timing["answer_s"], 2),
         "total_s": round(total, 2),
         "s_per_10min_video": round(total / video_seconds * 600, 2) if video_seconds else None,
+        "headline": headline,  # the benchmark's own metric: "accuracy" or a HEADLINE_COLUMNS key; not a column
+        "breakdown_columns": list(breakdowns),  # which of the keys below are breakdown columns; not a column
     }
+    if headline in HEADLINE_COLUMNS:
+        row[HEADLINE_COLUMNS[headline]] = _percent(metrics.get(headline))
+    return row | breakdowns
 
 
 def write_table(rows: Sequence[dict], stem: Path, latex: bool = False) -> pd.DataFrame:
     """Write <stem>.csv and <stem>.md (and <stem>.tex); return the table."""
-    table = pd.DataFrame(list(rows), columns=TABLE_COLUMNS)
+    table = pd.DataFrame(list(rows), columns=table_columns(rows))
     stem.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(table.to_markdown(index=False) + "\n")

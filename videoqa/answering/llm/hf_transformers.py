@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from videoqa.answering.llm import ChoiceCompletion, resolve_model, validate_choices
+from videoqa.answering.llm import ChoiceCompletion, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
 from videoqa.answering.llm.local_model import LocalModelBackend
 from videoqa.config import LLMConfig
+from videoqa.models.resolve import resolve_model
 from videoqa.registry import LLM_BACKENDS
 
 

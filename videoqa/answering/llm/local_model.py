@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from videoqa.answering.llm import model_config_summary, resolve_model
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
+from videoqa.models.resolve import model_config_summary, resolve_model
 
 
 class LocalModelBackend(LLMBackend):

@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from videoqa.answering.llm import ChoiceCompletion, resolve_model, validate_choices
+from videoqa.answering.llm import ChoiceCompletion, validate_choices
 from videoqa.answering.llm.base import Completion, LLMBackend, Messages
 from videoqa.config import LLMConfig
+from videoqa.models.resolve import resolve_model
 from videoqa.registry import LLM_BACKENDS
 from videoqa_base.errors import MissingModelError, UserError
 

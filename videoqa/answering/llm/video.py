@@ -2,7 +2,7 @@
 
 A `VideoLLMBackend` answers `VideoPrompt`s in two steps, so the answerer can apply its context
 policy between them: `prepare()` builds the model input and counts its tokens (visual tokens
-included), `choose()` runs prepared prompts. The answer is constrained to the option letters.
+included), `choose_frames()` runs prepared prompts. The answer is constrained to the option letters.
 
 `transformers-video` (this module): any image-text-to-text checkpoint with a chat template
 (Qwen2.5-VL, SmolVLM, LLaVA-NeXT, ...). Frames go to the model as an IMAGE SEQUENCE - one image
@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, model_config_summary, validate_choices
-from videoqa.answering.llm.vlm import load_vlm_model, open_vlm
+from videoqa.answering.llm import ChoiceCompletion, validate_choices
 from videoqa.config import LLMConfig
+from videoqa.models.resolve import ResolvedModel, model_config_summary
+from videoqa.models.vlm import load_vlm_model, open_vlm
 from videoqa.registry import LLM_BACKENDS
 from videoqa_base.checkpoints import checkpoint_parameters
 from videoqa_base.errors import UserError
@@ -63,7 +64,7 @@ class VideoLLMBackend(ABC):
         """The model input for `prompt` and its length in tokens (no generation)."""
 
     @abstractmethod
-    def choose(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:
+    def choose_frames(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:
         """One of its choices per prompt (constrained), with the choices' log-probabilities."""
 
     @abstractmethod
@@ -130,7 +131,7 @@ class TransformersVideoBackend(VideoLLMBackend):
         batch = self.inputs.encode([self.prompt_text(prompt)], [list(prompt.frames)])
         return PreparedPrompt(prompt, int(batch["input_ids"].shape[1]), batch)
 
-    def choose(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:
+    def choose_frames(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:
         torch = self._torch
         results = []
         for item in prepared:

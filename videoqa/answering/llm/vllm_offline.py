@@ -4,33 +4,55 @@ Answers are constrained with vLLM structured outputs (`choice`), so `choose()` c
 one of the option letters; we also ask for the first token's logprobs over the allowed choices.
 
 vLLM starts engine processes, so a script constructing this backend needs an
-`if __name__ == "__main__":` guard. On CPU builds the KV cache size comes from the env var
-VLLM_CPU_KVCACHE_SPACE (GiB), set here from `LLMConfig.cpu_kvcache_gib`.
+`if __name__ == "__main__":` guard. Its memory settings (the CPU KV cache size, the GPU fraction)
+are sized from the model and checked against the free memory by `check_fits`
+(videoqa.answering.llm.engine_memory): call it before captioning, so that a run never captions for
+hours into an engine that cannot start. A start that fails anyway is one line (EngineStartError)
+naming the cause and the setting; the traceback goes to the log (run.log).
 """
 
 from __future__ import annotations
 
 import math
-import os
+import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from videoqa.answering.llm import ChoiceCompletion, ResolvedModel, resolve_model, validate_choices
+from videoqa.answering.llm import ChoiceCompletion, validate_choices
 from videoqa.answering.llm.base import Completion, Messages
+from videoqa.answering.llm.engine_memory import EnginePlan, plan_engine, start_failure
 from videoqa.answering.llm.local_model import LocalModelBackend
 from videoqa.config import LLMConfig
+from videoqa.models.resolve import ResolvedModel, resolve_model
 from videoqa.registry import LLM_BACKENDS
+
+
+def check_fits(config: LLMConfig, captioner_bytes: int = 0) -> LLMConfig:
+    """Raise EngineStartError (one line: cause and setting) unless an engine for `config` fits in the
+    memory free now, with `captioner_bytes` left to a captioner on the same device; reads files only,
+    starts nothing. Returns the config to start the engine with: on a GPU its gpu_memory_utilization
+    is fixed now, so that the captioner's share stays free when the engine starts later (compare's
+    next captioner loads beside the running engine); on a CPU the config as it is (sized at start)."""
+    plan = plan_engine(config, resolve_model(config.model, config.revision).path, captioner_bytes)
+    if plan.device == "cuda" and config.gpu_memory_utilization is None:
+        return config.model_copy(update={"gpu_memory_utilization": plan.gpu_memory_utilization})
+    return config
 
 
 @LLM_BACKENDS.register("vllm")
 class VLLMOfflineBackend(LocalModelBackend):
+    @classmethod
+    def check_available(cls, config: LLMConfig, captioner_bytes: int = 0) -> None:
+        """The weights are on this machine and the engine fits in its memory (no engine start)."""
+        check_fits(config, captioner_bytes)
+
     def __init__(self, config: LLMConfig):
         self.config = config
         # Fail with a one-line message before paying for an engine start.
         self.resolved: ResolvedModel = resolve_model(config.model, config.revision)
-        if config.cpu_kvcache_gib is not None:
-            # Read by the engine process at start-up, so it must be in the environment now.
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{config.cpu_kvcache_gib:g}"
+        # sized now, from what is free now (check_fits ran before captioning with the captioner's share)
+        self.memory: EnginePlan = plan_engine(config, self.resolved.path)
 
         import vllm
 
@@ -43,13 +65,20 @@ class VLLMOfflineBackend(LocalModelBackend):
             dtype=config.dtype,
             seed=config.seed,
             enable_prefix_caching=config.enable_prefix_caching,  # the instruction prefix repeats
-            gpu_memory_utilization=config.gpu_memory_utilization,
             trust_remote_code=False,
+            **self.memory.engine_kwargs(),
         )
+        if config.max_num_seqs is not None:
+            engine_kwargs["max_num_seqs"] = config.max_num_seqs
         engine_kwargs.update(config.engine_kwargs)
         self._vllm_version = vllm.__version__
         self._engine_kwargs = engine_kwargs
-        self.llm = vllm.LLM(**engine_kwargs)
+        try:
+            self.llm = vllm.LLM(**engine_kwargs)
+        except Exception as exc:  # the whole traceback to the log (stderr there), one line for the user
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            raise start_failure(config, exc) from None
         self.tokenizer = self.llm.get_tokenizer()
         self._max_context = int(self.llm.llm_engine.model_config.max_model_len)
 
@@ -109,6 +138,7 @@ class VLLMOfflineBackend(LocalModelBackend):
             "enable_prefix_caching": self.config.enable_prefix_caching,
             "vllm_version": self._vllm_version,
             "engine_kwargs": dict(self.config.engine_kwargs),
+            "memory": self.memory.describe(),
             "decoding": "greedy; choose() via structured outputs choice",
         }
 

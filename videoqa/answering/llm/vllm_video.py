@@ -23,8 +23,8 @@ import numpy as np
 from videoqa.answering.llm import ChoiceCompletion
 from videoqa.answering.llm.video import PreparedPrompt, VideoLLMBackend, VideoPrompt
 from videoqa.answering.llm.vllm_offline import VLLMOfflineBackend
-from videoqa.answering.llm.vlm import QWEN_VL_TYPES, QwenVLInputs, open_vlm
 from videoqa.config import LLMConfig
+from videoqa.models.vlm import QWEN_VL_TYPES, QwenVLInputs, open_vlm
 from videoqa.registry import LLM_BACKENDS
 from videoqa_base.errors import UserError
 
@@ -88,7 +88,7 @@ class VLLMVideoBackend(VLLMOfflineBackend, VideoLLMBackend):
         request, tokens = build_video_request(self.inputs, self.video_token, prompt)
         return PreparedPrompt(prompt, tokens, request)
 
-    def choose(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:  # type: ignore[override]
+    def choose_frames(self, prepared: Sequence[PreparedPrompt]) -> list[ChoiceCompletion]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 

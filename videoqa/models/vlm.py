@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from videoqa.answering.llm import ResolvedModel, resolve_model
+from videoqa.models.resolve import ResolvedModel, resolve_model
 from videoqa_base.errors import UserError
 
 QWEN_VL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl"})
