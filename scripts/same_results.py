@@ -19,6 +19,11 @@ def records(path: Path, key: str) -> dict[str, dict]:
     return {r[key]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
 
 
+def timed_texts(record: dict) -> list[tuple[float, str]]:
+    """What a caption says and when: the fields both versions of a captions.jsonl have."""
+    return [(c["t"], c["text"]) for c in record["captions"]]
+
+
 def differences(a: Path, b: Path) -> list[str]:
     found = []
     pa, pb = records(a / "predictions.jsonl", "qid"), records(b / "predictions.jsonl", "qid")
@@ -32,7 +37,7 @@ def differences(a: Path, b: Path) -> list[str]:
     if set(ca) != set(cb):
         found.append(f"captioned videos differ: {sorted(ca)} vs {sorted(cb)}")
     for vid in sorted(set(ca) & set(cb)):
-        if ca[vid]["captions"] != cb[vid]["captions"]:
+        if timed_texts(ca[vid]) != timed_texts(cb[vid]):
             found.append(f"{vid}: captions differ")
     return found
 

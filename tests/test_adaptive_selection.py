@@ -182,3 +182,34 @@ def test_ser_embedding_options(tiny_models, one_torch_thread):
     with pytest.raises(UserError, match="embed_size"):
         CAPTIONERS.get("ser")(config.model_copy(update={"options": {"embed_size": 4}}))
     assert len(SCENE_PATTERNS) >= 4
+
+
+def test_adaptive_on_ray_embeds_and_captions_in_one_actor_like_the_local_stage(scene_video, tiny_models, tmp_path):
+    """The Ray executor's actors run the same caption stage: the same selection and captions as the
+    local executor, each video embedded and captioned by the actor that decoded it."""
+    ray = pytest.importorskip("ray")
+    from videoqa.captioning.videos import caption_videos
+    from videoqa.registry import CAPTIONERS, get_executor
+
+    path, _ = scene_video
+    videos = [("scenes", path), ("again", path)]
+    local = stage_config(tmp_path / "local", tiny_models, "adaptive", max_captions=4)
+    on_ray = local.model_copy(
+        update={
+            "executor": "ray",
+            "output_dir": str(tmp_path / "ray" / "outputs"),
+            "ray": local.ray.model_copy(update={"num_cpus": 2, "captioners": 2, "videos_per_task": 1}),
+        }
+    )
+    try:
+        executor = get_executor(on_ray)
+        remote = executor.caption_videos(on_ray, CAPTIONERS.get("ser")(on_ray.captioner), videos, progress=False)
+    finally:
+        ray.shutdown()
+    here = caption_videos(local, CAPTIONERS.get("ser")(local.captioner), videos, progress=False)
+    assert {vid: vc.captions for vid, vc in remote.captions.items()} == {
+        vid: vc.captions for vid, vc in here.captions.items()
+    }
+    assert remote.captions["scenes"].selection["clusters"] == here.captions["scenes"].selection["clusters"]
+    assert remote.timing["frames_embedded"] == here.timing["frames_embedded"] == 96
+    assert remote.timing["per_video"]["again"]["frames_embedded"] == 48

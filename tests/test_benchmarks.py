@@ -489,3 +489,11 @@ def test_datasets_command_lists_layouts_and_checks_a_data_root(tmp_path, capsys)
     assert "2 questions (2 with answers), 1 videos, 1 missing" in out
     assert main(["datasets", "--data-root", str(tmp_path), "--dataset", "mlvu", "--brief"]) == 1
     assert "not there: MLVU annotations not found" in capsys.readouterr().out
+
+
+def test_download_folders_are_found_under_the_data_root(tmp_path):
+    write_mlvu(tmp_path / "mlvu" / "MLVU")  # the Hugging Face download keeps json/ and video/ in MLVU/
+    assert len(load_questions(cfg("mlvu", tmp_path / "mlvu", "dev"))) == 3
+    write_lvbench(tmp_path / "lvbench" / "data")  # the GitHub repository keeps the annotations in data/
+    questions = load_questions(cfg("lvbench", tmp_path / "lvbench", "test"))
+    assert [q.qid for q in questions] == ["101", "102"]

@@ -5,6 +5,9 @@ short generated videos; plus EgoSchema's full split writing the Kaggle CSV."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from tests.test_benchmarks import (
     LVB_RECORDS,
     LVBENCH_VIDEOS,
+    MLVU_TASKS,
     lvb_record,
     write_longvideobench,
     write_lvbench,
@@ -126,3 +130,40 @@ def test_egoschema_full_split_writes_json_and_kaggle_csv(dataset, tmp_path, tiny
     assert f"kaggle competitions submit -c egoschema-public -f {run_dir / 'submission.csv'}" in printed
     assert f"-d @{run_dir / 'submission.json'} https://validation-server.onrender.com/api/upload/" in printed
     assert "2 of 5 questions have no valid answer" in printed  # the broken and the missing video
+
+
+def test_two_to_six_options_through_the_vllm_engine(tmp_path, tiny_models):
+    """The default backend (vLLM, structured-output choice per prompt) with 6-, 4- and 2-option questions."""
+    root = write_mlvu(
+        tmp_path / "mlvu",
+        MLVU_TASKS | {"3_ego": [MLVU_TASKS["1_plotQA"][0] | {"candidates": ["It moves", "It stops"]}]},
+    )
+    _video(root / "video" / "1_plotQA" / "movie_a.mp4")
+    _video(root / "video" / "2_needle" / "needle_b.mp4", "smptebars")
+    _video(root / "video" / "3_ego" / "movie_a.mp4", "rgbtestsrc")
+    captioner, llm = tiny_models
+    args = ["run", "--dataset", "mlvu", "--data-root", str(root), "--captioner", str(captioner), "--llm", str(llm)]
+    args += [
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--run-id",
+        "vllm",
+        "--quiet",
+        "--set",
+        "captioner.max_new_tokens=6",
+    ]
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "videoqa.cli.main", *args],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    (run_dir,) = (tmp_path / "out").glob("mlvu/*/vllm")
+    rows = predictions(run_dir)
+    assert sorted(len(r["options"]) for r in rows) == [2, 4, 4, 6]
+    for r in rows:
+        assert r["status"] == "ok" and r["pred_letter"] in "ABCDEF"[: len(r["options"])]
+        assert set(r["choice_logprobs"]) <= set("ABCDEF"[: len(r["options"])])

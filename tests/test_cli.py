@@ -36,6 +36,12 @@ def test_user_errors_are_one_line_without_traceback(args, message):
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_a_run_without_a_captioner_needs_the_video_llm_answerer():
+    out = videoqa("run", "--dataset", "egoschema")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--captioner is required (or --answerer video-llm" in out.stderr
+
+
 def test_missing_captioner_weights_say_how_to_get_them(tmp_path, tiny_models):
     _, llm = tiny_models
     root = tmp_path / "ego"

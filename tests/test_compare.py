@@ -61,7 +61,10 @@ def test_compare_three_captioners(tmp_path, tiny_models):
         assert (directory / name).is_file(), name
     assert (directory / "accuracy_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = (directory / "comparison.csv").read_text().splitlines()
-    assert csv[0] == "Captioner,#params,Accuracy (%),Captioning (s),Answering (s),Total (s),Time per 10-min video (s)"
+    assert csv[0] == (
+        "Captioner,#params,Accuracy (%),Captions/video,Prompt tokens,Captioning (s),Answering (s),Total (s),"
+        "Time per 10-min video (s)"
+    )
     rows = {line.split(",")[0]: line.split(",") for line in csv[1:]}
     assert set(rows) == {"captioner", "tiny-specialist", "lavila"}
     assert rows["lavila"][1] == "150M" and float(rows["lavila"][3]) == 0.0  # imported captions cost nothing here

@@ -66,3 +66,37 @@ def test_unknown_names_and_bad_yaml(tmp_path):
     wrong.write_text("type: egoschema\n")
     with pytest.raises(UserError, match=r"ds2.yaml.*field 'dataset.data_root': Field required"):
         load_run_config(dataset=str(wrong), captioner="ser")
+
+
+def test_run_yaml_holds_no_default_the_config_classes_already_hold():
+    """One source per default: a key of configs/run.yaml that repeats the pydantic default is drift waiting to happen."""
+    from videoqa.config import CONFIG_DIR, RunConfig
+    from videoqa_base.config import read_yaml
+
+    def leaves(data: dict, prefix: str = ""):
+        for key, value in data.items():
+            if isinstance(value, dict):
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    repeated = []
+    for dotted, value in leaves(read_yaml(CONFIG_DIR / "run.yaml")):
+        section, _, field = dotted.rpartition(".")
+        model = RunConfig.model_fields[section].default if section else None
+        if model is not None and field in type(model).model_fields and getattr(model, field) == value:
+            repeated.append(dotted)
+    assert not repeated, f"configs/run.yaml repeats the defaults of videoqa/config.py: {repeated}"
+
+
+def test_read_yaml_extends_merges_sections_and_names_the_file_of_a_cycle(tmp_path):
+    from videoqa_base.config import read_yaml
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text("training: {seed: 1, workers: 4}\ndata: {a: 1}\n")
+    (tmp_path / "stage.yaml").write_text("extends: shared/base.yaml\ntraining: {seed: 2}\n")
+    assert read_yaml(tmp_path / "stage.yaml") == {"training": {"seed": 2, "workers": 4}, "data": {"a": 1}}
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(UserError, match="a cycle"):
+        read_yaml(tmp_path / "a.yaml")

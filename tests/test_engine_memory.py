@@ -34,6 +34,7 @@ from videoqa.answering.llm.engine_memory import (
 from videoqa.config import LLMConfig
 from videoqa_base.checkpoints import checkpoint_parameters
 
+
 @pytest.fixture
 def no_kv_env(monkeypatch):
     monkeypatch.delenv(KVCACHE_ENV, raising=False)  # conftest sets it for the other engine tests

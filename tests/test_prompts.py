@@ -180,3 +180,33 @@ def test_parse_result_is_none_or_an_allowed_letter(letters, reply):
 def test_no_capital_letters_means_no_answer(reply):
     # cue words may appear ("answer: a"), but without a capital option letter nothing is parsed
     assert parse_letter(reply, tuple(OPTION_LETTERS)) is None
+
+
+def test_every_prompts_worked_examples_use_the_transcript_format_the_code_writes():
+    """A few-shot example teaches a format: it must be the one build_transcript gives the model."""
+    from videoqa.answering.prompts import load_prompt
+    from videoqa.answering.transcript import build_transcript
+    from videoqa.config import CONFIG_DIR
+    from videoqa.types import Caption, VideoCaptions
+
+    checked = 0
+    for path in sorted((CONFIG_DIR / "prompts").glob("*.yaml")):
+        for example in load_prompt(path.stem).examples:
+            lines = example.transcript.splitlines()
+            captions = [Caption(float(t), text.strip()) for t, text in (line.split(":", 1) for line in lines)]
+            rendered = build_transcript(VideoCaptions("example", captions, duration=captions[-1].t + 1))
+            assert rendered == example.transcript, f"{path.name}: an example's transcript is not in the code's format"
+            checked += 1
+    assert checked >= 2  # fewshot.yaml's examples were seen
+
+
+def test_a_prompt_extends_a_shared_file_and_overrides_its_keys(tmp_path):
+    from videoqa.answering.prompts import load_prompt
+
+    (tmp_path / "base.yaml").write_text("mode: choice\nsystem: shared system\nuser: '{transcript} {options}'\n")
+    (tmp_path / "mine.yaml").write_text("extends: base.yaml\nsystem: my system\n")
+    prompt = load_prompt(str(tmp_path / "mine.yaml"))
+    assert (prompt.system, prompt.user, prompt.mode) == ("my system", "{transcript} {options}", "choice")
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(UserError, match="loop.yaml: field 'extends'"):
+        load_prompt(str(tmp_path / "loop.yaml"))

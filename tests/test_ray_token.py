@@ -85,10 +85,16 @@ def without_auth(home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def token_cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """`ray start --head --block` (token auth on, Ray's default) with its own HOME; stopped by ending it."""
+    """`ray start --head --block` with its own HOME holding a token, so token auth is on (as on any machine
+    where Ray made one: `ray get-auth-token --generate`, or an earlier in-process instance); stopped by
+    ending the command."""
     home = tmp_path_factory.mktemp("head-home")
     port = free_port()
     ray_cli = str(Path(sys.executable).with_name("ray"))
+    made = subprocess.run(
+        [ray_cli, "get-auth-token", "--generate"], capture_output=True, text=True, env=without_auth(home)
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
     args = [ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port)]
     args += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats"]
     args += ["--temp-dir", str(tmp_path_factory.mktemp("ray-tmp"))]  # not /tmp/ray: other clusters' `auto`
@@ -97,7 +103,7 @@ def token_cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     token = home / ".ray" / "auth_token"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and head.poll() is None:
-        if "Ray runtime started" in (home / "ray-start.log").read_text() and token.is_file():
+        if "Ray runtime started" in (home / "ray-start.log").read_text():
             break
         time.sleep(0.5)
     try:

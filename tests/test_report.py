@@ -192,3 +192,30 @@ def test_a_torn_last_line_is_ignored_like_the_run_itself_does(runs, tmp_path):
     (torn / "predictions.jsonl").write_text(text + text.splitlines()[0][:40])  # a kill mid-append
     data = json.loads(parse(write_report([torn], tmp_path / "out", progress=False))[1].scripts[0][1])
     assert len(data["questions"]) == 12
+
+
+def test_markup_in_questions_options_output_categories_and_names_stays_text(tmp_path):
+    from videoqa.config import DatasetConfig
+    from videoqa.datasets import load_questions
+
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, 3)
+    rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()]
+    for row in rows:
+        row |= {"question": "<script>q()</script>?", "category": "<i>cat</i>", "options": ["<b>o</b>", "x", "y"]}
+        row["answer"] = 0
+    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions = load_questions(DatasetConfig(name="synthetic", type="jsonl", data_root=str(root), split="test"))
+    run = write_synthetic_run(
+        tmp_path / "out", root, questions, label="<b>cap</b>", frames_per_video=2, invalid_every=1
+    )
+    predictions = run / "predictions.jsonl"
+    predictions.write_text(predictions.read_text().replace("I cannot tell.", "<script>raw()</script>"))
+    html, structure = parse(write_report([run], tmp_path / "page", progress=False, max_thumbnails_per_video=0))
+    outside = html.replace(structure.scripts[0][1], "").replace(structure.scripts[1][1], "")
+    for markup in ("<b>cap</b>", "<i>cat</i>", "<b>o</b>", "q()</script>", "raw()"):
+        assert markup not in outside
+    assert "&lt;b&gt;cap&lt;/b&gt;" in outside and "&lt;i&gt;cat&lt;/i&gt;" in outside  # header, category filter
+    data = json.loads(structure.scripts[0][1])
+    assert data["questions"][0]["question"] == "<script>q()</script>?"
+    assert data["questions"][0]["results"][0]["raw"] == "<script>raw()</script>"

@@ -170,9 +170,10 @@ def test_arms_get_equal_steps_and_the_frozen_vit_no_gradient(bench):
             assert trainable["connector"] > 0 and trainable["language_model"] > 0 and trainable["deeplens"] == 0
         else:  # Tab. 15 stage 2: DeepLens + LM
             assert trainable["deeplens"] > 0 and trainable["language_model"] > 0 and trainable["connector"] == 0
-    assert arms["single_glance_multilayer"]["train"]["trainable"]["connector"] > arms["control"]["train"][
-        "trainable"
-    ]["connector"]
+    assert (
+        arms["single_glance_multilayer"]["train"]["trainable"]["connector"]
+        > arms["control"]["train"]["trainable"]["connector"]
+    )
 
 
 def test_stand_ins_cache_round_trip(bench, tmp_path):

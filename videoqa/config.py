@@ -71,7 +71,9 @@ class CaptionerConfig(Strict):
     prompt: str = "Describe this frame within 50 words"
     batch_size: int = 16
     max_new_tokens: int = 60
-    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
+    dtype: str = (
+        "auto"  # auto: videoqa_base.device.resolve_dtype (bf16 on GPU; on CPU bf16 only with bf16 instructions)
+    )
     device: str = "auto"
     options: dict[str, Any] = {}  # captioner-specific settings
 

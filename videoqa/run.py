@@ -153,6 +153,8 @@ class VideoQA:
             record_failures=self.run_dir.append_failures,
             caption_videos=self.executor.caption_videos,
             captioner=lambda: self.captioner,
+            recorded_selections=self.run_dir.recorded_selections(),
+            record_selections=self.run_dir.append_selections,
         )
 
     # ------------------------------------------------------------------ stages

@@ -7,6 +7,8 @@ outputs/<dataset>/<captioner>__<llm>/<run-id>/
     failures.jsonl     videos that could not be decoded, with reasons and the file's fingerprint
                        at the time; appended durably as they happen
     captions.jsonl     per-video captions (with timestamps)
+    selections.jsonl   `adaptive.relevance: llm`: per question, the clusters the LLM rated and the
+                       ones expanded; appended durably, so a resumed run makes the same choice
     metrics.json       accuracy, status counts, retries, per-stage and per-video timings
     results.csv/.md    the result table
     manifest.json      model identities/revisions, package versions, git commit, devices, files
@@ -111,7 +113,7 @@ class RunDirectory:
                 )
         self.path.mkdir(parents=True, exist_ok=True)
         dump_config(self.config, config_path)
-        for log in ("predictions.jsonl", "failures.jsonl"):
+        for log in ("predictions.jsonl", "failures.jsonl", "selections.jsonl"):
             repair_torn_tail(self.file(log))
 
     def recorded_answers(self) -> dict[str, Answer]:
@@ -144,6 +146,10 @@ class RunDirectory:
                 continue
         return failures
 
+    def recorded_selections(self) -> dict[str, dict[str, Any]]:
+        """Question-dependent frame selections of earlier attempts, by question id (the last wins)."""
+        return {r["qid"]: r for r in read_records(self.file("selections.jsonl")) if isinstance(r.get("qid"), str)}
+
     def previous_manifest(self) -> dict[str, Any]:
         try:
             return json.loads(self.file("manifest.json").read_text())
@@ -156,6 +162,9 @@ class RunDirectory:
         append_jsonl(
             self.file("predictions.jsonl"), [to_jsonable(prediction_record(q, a)) for q, a in zip(questions, answers)]
         )
+
+    def append_selections(self, records: Sequence[dict[str, Any]]) -> None:
+        append_jsonl(self.file("selections.jsonl"), [to_jsonable(r) for r in records])
 
     def append_failures(self, failures: Sequence[VideoFailure]) -> None:
         append_jsonl(self.file("failures.jsonl"), [asdict(f) for f in failures])

@@ -20,9 +20,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, section by section (a mapping merges into a mapping; anything else replaces)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping. `extends: other.yaml` (relative to this file) starts from that file's keys,
+    so repeated keys (a shared system prompt, a training recipe's common settings) have one source."""
+    path = Path(path)
     try:
-        text = Path(path).read_text()
+        text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: config file not found") from None
     try:
@@ -31,7 +45,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise UserError(f"{path}: field 'extends': expected a file name, got {parent!r}")
+    base_path = (path.parent / parent).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise UserError(f"{path}: field 'extends': {parent!r} extends itself (a cycle)")
+    return merge(read_yaml(base_path, (*_seen, path.resolve())), data)
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], source: str):

@@ -138,7 +138,7 @@ def run_benchmark(settings: SynthSettings, log=_log) -> dict[str, Any]:
         first = experiment.stage_one(world, settings, seeds[0], steps1, cache, log, schedule["chosen_log"])
         sweep = experiment.lr_sweep(world, settings, first, steps, cache, log)
         lr = sweep["chosen_lr"]
-        per_arm: dict[str, list[dict[str, Any]]] = {"stage1": []} | {a: [] for a in arms}
+        per_arm: dict[str, list[dict[str, Any]]] = {name: [] for name in ["stage1", *arms]}
         stage1_texts, stage1_dev = [], []
         bar = tqdm(total=len(seeds) * len(arms), desc="arms x seeds", unit="run")
         for seed in seeds:

@@ -221,8 +221,13 @@ def stage_one(
             meta = {"final_dev_exact": run["final_dev_exact"], "log": run["log"]}
         else:
             standins.load_stage(model, state)
-            meta = {"final_dev_exact": dev_exact(world, model, max_new_tokens=settings.max_new_tokens), "log": known_log}
-        ids = scoring.caption_ids(model, world.processor, world.buffers["specialist", "test"], max_new_tokens=settings.max_new_tokens)
+            meta = {
+                "final_dev_exact": dev_exact(world, model, max_new_tokens=settings.max_new_tokens),
+                "log": known_log,
+            }
+        ids = scoring.caption_ids(
+            model, world.processor, world.buffers["specialist", "test"], max_new_tokens=settings.max_new_tokens
+        )
         meta |= {"steps": steps, "test_ids": ids, "test_texts": scoring.decode(world.processor, ids)}
         cache.write(f"seed{seed}/stage1", meta)
         log(f"seed {seed}: stage 1 ({steps} steps) dev exact match {meta['final_dev_exact']}%")

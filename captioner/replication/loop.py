@@ -90,7 +90,7 @@ class Sampler:
         self.order: list[int] = []
 
     def take(self, n: int) -> list[Example]:
-        out = []
+        out: list[Example] = []
         while len(out) < n:
             if not self.order:
                 self.order = torch.randperm(len(self.examples), generator=self.generator).tolist()

@@ -65,14 +65,18 @@ def arm_report(name: str, parts: dict, control: dict, hidden: np.ndarray, runs: 
         fixes["stage1_hidden_detail"] = _summed(parts["stage1_texts"][0], parts["stage1_drafts_refined"][0], hidden)
         out["fixes"] = fixes
     train = [run["train"] for run in runs if run.get("train")]
-    out["train"] = {
-        "steps": train[0]["steps"],
-        "batch_size": train[0]["batch_size"],
-        "flops": float(np.mean([t["flops"] for t in train])),
-        "seconds": scoring.mean_sd([t["seconds"] for t in train]),
-        "trainable": train[0]["trainable"],
-        "vision_gradient": any(t["vision_gradient"] for t in train),
-    } if train else {}
+    out["train"] = (
+        {
+            "steps": train[0]["steps"],
+            "batch_size": train[0]["batch_size"],
+            "flops": float(np.mean([t["flops"] for t in train])),
+            "seconds": scoring.mean_sd([t["seconds"] for t in train]),
+            "trainable": train[0]["trainable"],
+            "vision_gradient": any(t["vision_gradient"] for t in train),
+        }
+        if train
+        else {}
+    )
     return out
 
 

@@ -73,14 +73,18 @@ def answer_questions(
     *,
     template: PromptTemplate | None = None,
     batch_size: int = 64,
+    question_transcripts: Mapping[str, str] | None = None,
 ) -> list[Answer]:
     """One Answer per question, in order. Questions whose video has no transcript are not sent.
+    `question_transcripts` {qid: transcript} overrides the video's transcript for those questions
+    (a question-dependent frame selection, `adaptive.relevance: llm`).
 
     Prompts go to the backend `batch_size` questions at a time (each call is one engine batch);
     the progress bar advances per batch.
     """
     template = template or load_prompt(config.prompt)
-    jobs = [_Job(q, transcripts.get(q.video_id)) for q in questions]
+    own = question_transcripts or {}
+    jobs = [_Job(q, own[q.qid] if q.qid in own else transcripts.get(q.video_id)) for q in questions]
     pending = []
     for job in jobs:
         if job.transcript is None:

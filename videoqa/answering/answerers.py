@@ -17,14 +17,15 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from videoqa.answering.answer import answer_questions
 from videoqa.answering.llm.base import LLMBackend
 from videoqa.answering.llm.video import VideoLLMBackend
-from videoqa.answering.transcript import build_transcripts
+from videoqa.answering.relevance import select_per_question
+from videoqa.answering.transcript import build_question_transcripts, build_transcripts
 from videoqa.answering.video_llm import VideoLLMAnswerer, video_llm_parameters
 from videoqa.captioning.base import Captioner
 from videoqa.captioning.cache import file_state
@@ -53,6 +54,9 @@ class RunContext:
     record_failures: Callable[[Sequence[VideoFailure]], None]
     caption_videos: Callable[..., CaptionResult]  # the executor's caption stage
     captioner: Callable[[], Captioner]  # the run's captioner, built on first call (no weights)
+    # adaptive.relevance llm: the question-dependent selections of earlier attempts, and their durable append
+    recorded_selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    record_selections: Callable[[Sequence[dict[str, Any]]], None] = lambda records: None
 
 
 class Answerer(ABC):
@@ -104,11 +108,23 @@ class CaptionsAnswerer(Answerer):
     ) -> tuple[list[Answer], float]:
         transcripts = build_transcripts(questions, gathered.captions, self.config.transcript)
         started, answers = time.perf_counter(), []
+        own: dict[str, str] = {}  # question-dependent selection (adaptive.relevance llm): one transcript per question
+        if self.config.frames.select == "adaptive" and self.config.adaptive.relevance == "llm":
+            views = select_per_question(
+                backend, questions, gathered.captions, ctx.recorded_selections, ctx.record_selections
+            )
+            own = build_question_transcripts(questions, views, self.config.transcript)
         chunk_size = self.config.answer.chunk_size
         for i in range(0, len(questions), chunk_size):
             chunk = list(questions[i : i + chunk_size])
             new = answer_questions(
-                backend, chunk, transcripts, self.config.answer, progress=ctx.progress, batch_size=len(chunk)
+                backend,
+                chunk,
+                transcripts,
+                self.config.answer,
+                progress=ctx.progress,
+                batch_size=len(chunk),
+                question_transcripts=own,
             )
             ctx.record_answers(chunk, new)
             answers += new

@@ -9,6 +9,8 @@ and against the paper. Every figure is measured in ONE run on the current machin
     generalist_over_ser  time per caption of LLaVA-1.5-7B / of SeR, batch 1 (paper: 37)
     decode_vs_ffmpeg     ffmpeg's full decode of a 3-minute 30-fps H.264 file / our time to deliver
                          its 1-fps frames resized for the captioner
+    long_video_linearity per-frame caption-stage time on a generated 40-minute video / on a 5-minute
+                         one, 1 fps, the demo's tiny SeR, each in a fresh process (peak RSS of both)
     adaptive_over_uniform  caption-stage time of `frames.select: adaptive` / `uniform` on a generated
                          video of repeated scenes (full-size SeR, random weights); also requires
                          <= 0.4 of the captions and every scene captioned; reports prompt tokens
@@ -22,6 +24,7 @@ One module per figure, in the order a run measures them:
     generalist.py  generalist_over_ser (a shallower LLaVA-1.5, extrapolated to 32 layers)
     decode.py      decode_vs_ffmpeg
     adaptive.py    adaptive_over_uniform
+    long_video.py  long_video_linearity
     e2e.py         e2e_speedup_vs_loop
     flops.py       the analytic FLOP model (the MFU numerators); `python -m videoqa.bench.flops`
     report.py      pass/miss and the notes that say why; the figures table

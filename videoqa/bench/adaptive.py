@@ -34,6 +34,7 @@ from videoqa.answering.transcript import build_transcript
 from videoqa.bench.caption import frames_like_decoded, random_ser
 from videoqa.bench.settings import PROMPT, BenchSettings, say
 from videoqa.captioning.base import Captioner
+from videoqa.captioning.selection import pixel_embedding
 from videoqa.captioning.videos import caption_videos
 from videoqa.config import AdaptiveConfig, CaptionerConfig, DatasetConfig, FramesConfig, LLMConfig, RunConfig
 from videoqa.fixtures.synthetic_video import SceneSegment, make_scene_video
@@ -139,6 +140,22 @@ def run_arm(captioner: RandomWeightSeR, select: str, settings: BenchSettings, wo
     }
 
 
+def embedding_options(captioner: RandomWeightSeR, probe: list, caption_per_frame: float) -> dict[str, float]:
+    """The embedding choices measured on the same frames, each as its cost per frame / a caption's:
+    the ViT at the captioning size, two thirds and one third of it (the default), and pixels."""
+    patch = captioner.model.config.vision_config.patch_size
+    sizes = sorted({captioner.image_size, patch * round(captioner.image_size * 2 / 3 / patch), captioner.embed_size})
+    ratios = {}
+    for size in reversed(sizes):
+        t0 = time.perf_counter()
+        embed_images(captioner.model, captioner.processor, probe, size=size, layer=captioner.embed_layer)
+        ratios[f"vit_{size}px"] = (time.perf_counter() - t0) / len(probe) / caption_per_frame
+    t0 = time.perf_counter()
+    pixel_embedding(np.stack(probe))
+    ratios["pixel"] = (time.perf_counter() - t0) / len(probe) / caption_per_frame
+    return ratios
+
+
 def adaptive_step(settings: BenchSettings, work: Path, device: str = "cpu") -> dict[str, Any]:
     """Both arms on one captioner (weights built once); adaptive first, then uniform."""
     video, truth = scene_video(settings, work)
@@ -155,6 +172,7 @@ def adaptive_step(settings: BenchSettings, work: Path, device: str = "cpu") -> d
     t0 = time.perf_counter()
     captioner.embed(probe)
     embed_per_frame = (time.perf_counter() - t0) / len(probe)
+    options = embedding_options(captioner, probe, caption_per_frame)
     arms = {}
     for select in ("adaptive", "uniform"):
         say(f"adaptive: the {select} arm")
@@ -177,6 +195,7 @@ def adaptive_step(settings: BenchSettings, work: Path, device: str = "cpu") -> d
         "caption_s_per_frame": caption_per_frame,
         "embed_s_per_frame": embed_per_frame,
         "embed_over_caption": embed_per_frame / caption_per_frame,
+        "embedding_options_over_caption": options,
         "adaptive": adaptive,
         "uniform": uniform,
         "captions_ratio": adaptive["captions_per_minute"] / uniform["captions_per_minute"],

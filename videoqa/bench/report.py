@@ -160,6 +160,20 @@ def judge_decode(figures: dict[str, Figure], dec: dict[str, Any], load_note: str
         fig.note = f"missed by {shortfall(0.9 - fig.value)}: {why}.{load_note} " + note
 
 
+def judge_long_video(figures: dict[str, Figure], lv: dict[str, Any], load_note: str) -> None:
+    short, long = lv["short"], lv["long"]
+    note = (
+        f"caption stage (tiny SeR, 1 fps): {long['frames']} frames of a {long['duration_s'] / 60:.0f}-minute video "
+        f"{1000 * long['seconds_per_frame']:.1f} ms/frame vs {short['frames']} frames of a "
+        f"{short['duration_s'] / 60:.0f}-minute one {1000 * short['seconds_per_frame']:.1f} ms/frame; peak RSS "
+        f"{long['peak_rss_mb']:,.0f} MB vs {short['peak_rss_mb']:,.0f} MB; waiting for frames "
+        f"{long['decode_wait_s']:.1f} s vs {short['decode_wait_s']:.1f} s"
+    )
+    fig = figures["long_video_linearity"].judge(lv["long_video_linearity"], note)
+    if fig.status == "miss":
+        fig.note = f"missed by {shortfall(fig.value - 1.2)}.{load_note} " + note
+
+
 def judge_e2e(figures: dict[str, Figure], e2e: dict[str, Any], load_note: str) -> None:
     ours, loop = e2e["ours"], e2e["loop"]
     note = (
@@ -229,6 +243,8 @@ def build_figures(details: dict[str, Any]) -> dict[str, Figure]:
         judge_decode(figures, details["decode"], load_note)
     if details.get("adaptive"):
         judge_adaptive(figures, details["adaptive"], load_note)
+    if details.get("long_video"):
+        judge_long_video(figures, details["long_video"], load_note)
     if details.get("e2e"):
         judge_e2e(figures, details["e2e"], load_note)
     if details.get("ray"):

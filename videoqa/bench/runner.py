@@ -21,6 +21,7 @@ from videoqa.bench.caption import caption_step
 from videoqa.bench.decode import decode_step
 from videoqa.bench.e2e import e2e_step
 from videoqa.bench.generalist import generalist_step
+from videoqa.bench.long_video import long_video_step
 from videoqa.bench.peak import auto_threads, contention_probe, peak_step
 from videoqa.bench.ray_ratio import ray_ratio_step
 from videoqa.bench.report import build_figures, figures_table
@@ -86,6 +87,7 @@ def run_bench(settings: BenchSettings, work: Path, steps: tuple[str, ...] = STEP
     captioner_side = get_config(settings.preset).vision_config.image_size  # what decoding resizes to
     details["decode"] = attempt("decode", lambda: decode_step(settings, work, captioner_side))
     details["adaptive"] = attempt("adaptive", lambda: adaptive_step(settings, work, device))
+    details["long_video"] = attempt("long_video", lambda: long_video_step(settings, work))
     details["e2e"] = attempt("e2e", lambda: e2e_step(settings, work, device))
     details["ray"] = attempt("ray", lambda: ray_ratio_step(settings, work, device))
     machine["load_average_after"] = os.getloadavg()

@@ -39,7 +39,7 @@ def selection_key(config, captioner: Captioner) -> dict[str, Any]:
     """The adaptive settings the per-video cache key adds (nothing for uniform sampling)."""
     if config.frames.select != "adaptive":
         return {}
-    settings = config.adaptive.model_dump(exclude={"relevance"})  # relevance acts per question, later
+    settings = config.adaptive.model_dump()  # relevance llm also captions the clusters' children
     embedding = captioner.embedding_identity() if settings["embedding"] == "captioner" else {}
     return {"select": "adaptive", "adaptive": settings, "embedding": embedding or {"embedding": "pixel"}}
 
@@ -138,9 +138,26 @@ class FrameStage:
             )
             self.stats.select_s += time.perf_counter() - started
             self.selections[item.video_id], self.times[item.video_id] = selection, video.times
-            chosen = selection.representatives
+            chosen = self._captioned(selection)
             images = np.stack([video.images[i] for i in chosen]) if chosen else item.images[:0]
             yield FrameBatch(item.video_id, images, [video.times[i] for i in chosen], item.duration, video.decoder)
+
+    def _captioned(self, selection: Selection) -> list[int]:
+        """The frames to caption: every cluster's representative; with `relevance: llm` also the
+        representatives of the clusters' children (larger clusters first, a cluster's children
+        all or none) while `max_captions` allows, so that answering can expand the relevant ones."""
+        chosen = set(selection.representatives)
+        expandable = []
+        if self.config.adaptive.relevance == "llm":
+            budget = self.config.adaptive.max_captions
+            by_size = sorted(range(len(selection.clusters)), key=lambda i: -len(selection.clusters[i].members))
+            for i in by_size:
+                children = {child.representative for child in selection.clusters[i].children} - chosen
+                if selection.clusters[i].children and len(chosen) + len(children) <= budget:
+                    chosen |= children
+                    expandable.append(i)
+        selection.stats["expandable"] = sorted(expandable)
+        return sorted(chosen)
 
     def _skip_cached(self, stream: Iterable[FrameBatch | VideoFailure]) -> Iterator[FrameBatch | VideoFailure]:
         known: dict[str, dict[str, str]] = {}
@@ -185,6 +202,10 @@ class FrameStage:
             return VideoCaptions(video_id, captions, captioned.duration, captioned.caption_s)
         times = self.times.pop(video_id)
         spans = {frame_key(times[c.representative]): c.spans for c in selection.clusters}
+        top = set(spans)
+        for i in selection.stats.get("expandable", []):
+            for child in selection.clusters[i].children:
+                spans.setdefault(frame_key(times[child.representative]), child.spans)
         captions = [Caption(c.t, c.text, spans.get(frame_key(c.t), ())) for c in captions]
         summary = {
             "frames_decoded": record.get("frames_decoded", 0),
@@ -194,6 +215,8 @@ class FrameStage:
             "embedding": self.embedding,
             "embed_s": record.get("embed_s", 0.0),
             "k": len(selection.clusters),
+            "top_level": len(top),  # captions of the clusters themselves; the rest are children's
+            "expandable": selection.stats.get("expandable", []),  # clusters whose children are captioned
             "explained": round(selection.explained, 4),
             "times": [round(t, 4) for t in times],
             "clusters": [c.to_dict() for c in selection.clusters],

@@ -7,9 +7,11 @@ emitted as soon as its last frame is captioned.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +50,11 @@ def caption_stream(
     prompt: str,
     batch_size: int,
     stats: CaptionStats | None = None,
+    turns: threading.Lock | None = None,
 ) -> Iterator[VideoCaptions | VideoFailure]:
+    """Caption the stream's frames in batches of `batch_size` across videos. `turns`: held while a
+    batch is captioned, and by the decoders while they decode (videoqa.frames.threads), so that a
+    CPU captioner and the decoders take turns on the cores."""
     stats = stats if stats is not None else CaptionStats()
     stats.batch_size = batch_size
     queue: deque[tuple[str, float, np.ndarray]] = deque()  # frames waiting for a batch
@@ -60,10 +66,11 @@ def caption_stream(
 
     def run_batch(n: int) -> Iterator[VideoCaptions]:
         batch = [queue.popleft() for _ in range(n)]
-        captioner.load()  # weights load on the first batch: a run whose videos all fail or are cached loads none
-        started = time.perf_counter()
-        texts = caption_with_backoff(captioner, [image for _, _, image in batch], prompt, stats)
-        elapsed = time.perf_counter() - started
+        with turns if turns is not None else nullcontext():
+            captioner.load()  # weights load on the first batch: a run whose videos all fail or are cached loads none
+            started = time.perf_counter()
+            texts = caption_with_backoff(captioner, [image for _, _, image in batch], prompt, stats)
+            elapsed = time.perf_counter() - started
         stats.caption_s += elapsed
         stats.batches += 1
         stats.frames += n

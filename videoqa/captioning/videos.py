@@ -9,6 +9,7 @@ A video that failed in an earlier attempt is retried only if its file has appear
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,12 @@ def _count_decoded(stream: Iterator[FrameBatch | VideoFailure], bar: tqdm) -> It
         yield item
 
 
+def computes_on_cpu(captioner: Captioner) -> bool:
+    """Whether the captioner computes on this process's CPU cores (those the decoders use too)."""
+    device = getattr(captioner, "device", None)
+    return device is not None and str(device).startswith("cpu")
+
+
 def caption_videos(
     config,
     captioner: Captioner,
@@ -88,6 +95,8 @@ def caption_videos(
     stats, decode_stats = CaptionStats(), DecodeStats()
     # the per-frame cache, and adaptive selection (frames.select): which decoded frames get captioned
     frame_stage = FrameStage(config, captioner, paths, Path(config.output_dir) / "cache" / "frame-captions")
+    # a CPU captioner and the decoders take turns on the cores (videoqa.frames.threads says why)
+    turns = threading.Lock() if computes_on_cpu(captioner) else None
     started = time.perf_counter()
     if todo:
         with (
@@ -102,6 +111,7 @@ def caption_videos(
                 size=captioner.image_size,
                 workers=config.frames.workers,
                 stats=decode_stats,
+                turns=turns,
             )
             for out in caption_stream(
                 frame_stage.wrap(_count_decoded(frames, decode_bar)),
@@ -109,6 +119,7 @@ def caption_videos(
                 config.captioner.prompt,
                 config.captioner.batch_size,
                 stats,
+                turns,
             ):
                 if isinstance(out, VideoFailure):
                     out.fingerprint = file_state(paths[out.video_id])

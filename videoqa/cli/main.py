@@ -44,6 +44,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
             help="comma-separated video LLMs (configs/llms/*.yaml or VLM directories): "
             "one more row each, answered from the frames without captions",
         )
+        parser.add_argument(
+            "--variants",
+            action="append",
+            default=[],
+            metavar="KEY=V1,V2",
+            help="one row per value of a config field, e.g. --variants frames.select=uniform,adaptive; "
+            "repeat for a grid (--variants frames.fps=0.5,1 --variants answer.prompt=standard,summarize)",
+        )
     else:
         parser.add_argument(
             "--answerer",
@@ -53,8 +61,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
         )
         parser.add_argument(
             "--captioner",
-            required=True,
-            help="registered captioner (configs/captioners/*.yaml) or a local model directory",
+            help="registered captioner (configs/captioners/*.yaml) or a local model directory "
+            "(required unless --answerer video-llm)",
         )
     parser.add_argument("--llm", help="registered LLM (configs/llms/*.yaml) or a local model directory")
     parser.add_argument("--data-root", help="dataset root directory (overrides the dataset YAML)")
@@ -110,6 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from videoqa.rundir import RunDirectory
     from videoqa.scoring.submissions import submission_commands
 
+    if args.captioner is None and args.answerer != "video-llm":
+        raise UserError("videoqa run: --captioner is required (or --answerer video-llm: the --llm watches the frames)")
     config = load_run_config(
         dataset=args.dataset, captioner=args.captioner, llm=args.llm, overrides=overrides_from_args(args)
     )
@@ -163,6 +173,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             compare_id=compare_id,
             progress=not args.quiet,
             video_llms=[v.strip() for v in args.video_llms.split(",") if v.strip()],
+            variants=args.variants,
         )
     print(result.table.to_markdown(index=False))
     print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
@@ -193,7 +204,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or comparison directories")
     parser.add_argument(
-        "--out", help="folder for report.html and report_files/ (default: the one directory given, else outputs/reports/<id>)"
+        "--out",
+        help="folder for report.html and report_files/ (default: the one directory given, else outputs/reports/<id>)",
     )
     parser.add_argument(
         "--max-thumbnails",

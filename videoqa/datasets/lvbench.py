@@ -3,6 +3,7 @@
 <data_root>/video_info.meta.jsonl   one line per video: key, type, video_info, qa: [{uid, question,
                                     answer "A"-"D", question_type: [tags], time_reference}]; the
                                     options are inside `question` as "(A) ...\\n(B) ..."
+                                    (data/video_info.meta.jsonl, as in the GitHub repository, is found too)
 <data_root>/videos/<key>.mp4        the official script downloads them from YouTube by key
 
 Accuracy overall and per question_type; a question with several tags counts once in each.
@@ -41,6 +42,8 @@ def split_options(text: str, path: Path, where: str) -> tuple[str, tuple[str, ..
 def load_lvbench(config: DatasetConfig) -> list[Question]:
     root = data_root(config.data_root, "LVBench", HOW_TO_GET)
     path = root / config.options.get("annotations", "video_info.meta.jsonl")
+    if not path.is_file() and (root / "data" / path.name).is_file():
+        path = root / "data" / path.name  # where the GitHub repository keeps it
     if not path.is_file():
         raise UserError(f"LVBench annotations not found: {path} ({HOW_TO_GET})")
     video_dir = root / config.options.get("video_dir", "videos")

@@ -3,6 +3,7 @@
 <data_root>/json/<n>_<task>.json     one JSON list per task: video, duration, question, candidates,
                                      answer (the option's text), question_type
 <data_root>/video/<n>_<task>/<video> the videos, in a folder named like the task's JSON file
+                                     (<data_root>/MLVU/json, MLVU/video as downloaded are found too)
 
 Tasks 8 (sub_scene) and 9 (summary) are open-ended (no candidates): their questions are skipped
 and counted. The headline metric is M-Avg, the mean of the per-task accuracies (not pooled over
@@ -42,6 +43,8 @@ def load_mlvu(config: DatasetConfig) -> list[Question]:
             f"dataset mlvu: field 'split': expected 'dev' (the multiple-choice set with answers), got {config.split!r}"
         )
     root = data_root(config.data_root, "MLVU", HOW_TO_GET)
+    if not (root / "json").is_dir() and (root / "MLVU" / "json").is_dir():
+        root = root / "MLVU"  # the Hugging Face download keeps json/ and video/ in MLVU/
     json_dir = root / config.options.get("json_dir", "json")
     video_dir = root / config.options.get("video_dir", "video")
     files = sorted(json_dir.glob("*.json"), key=lambda p: (_task_number(p.stem), p.stem))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from videoqa.frames.ffmpeg_decoder import ffmpeg_frames
 from videoqa.frames.probe import VideoInfo, output_size, probe_video
 from videoqa.frames.sampling import Sampling, check_sampling_args, is_variable_rate, plan_sampling, sample_by_time
 from videoqa.frames.stats import DecodeStats
+from videoqa.frames.threads import holding, in_turns
 from videoqa.types import FrameBatch
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def decode_frames(
     num_threads: int = 0,
     decoder: str = "auto",
     stats: DecodeStats | None = None,
+    turns: threading.Lock | None = None,
 ) -> Iterator[FrameBatch]:
     """Decode the sampled frames of one video as FrameBatch chunks of `chunk_size` frames.
 
@@ -62,6 +65,8 @@ def decode_frames(
     num_threads: decoder threads per reader (0: ffmpeg's choice).
     decoder: "auto" (decord, ffmpeg as fallback) or "ffmpeg" (ffmpeg only).
     stats: accumulates decode time and counts (see DecodeStats).
+    turns: a lock held while decoding each unit of frames (videoqa.frames.threads: a CPU captioner
+        holds it while it captions, so the two take turns on the cores instead of stalling each other).
     Arguments are checked here; decoding starts at the first next().
     """
     check_sampling_args(fps, num_frames, max_frames)
@@ -83,6 +88,7 @@ def decode_frames(
         readers,
         num_threads,
         decoder,
+        turns,
     )
     return _timed(request, stats)
 
@@ -99,6 +105,7 @@ class _Request:
     readers: int | None
     num_threads: int
     decoder: str
+    turns: threading.Lock | None = None
 
     def plan(self, total_frames: int, avg_fps: float) -> Sampling:
         return plan_sampling(total_frames, avg_fps, self.fps, self.num_frames, self.max_frames)
@@ -149,10 +156,11 @@ def _decode(request: _Request, outcome: _Outcome) -> Iterator[FrameBatch]:
     total_frames, avg_fps = info.estimated_frames() or 0, info.fps or 0.0
     if request.decoder == "auto":
         try:
-            vr = open_decord(path, *upright, request.num_threads)
-            total = len(vr)
-            pts = np.asarray(vr.get_frame_timestamp(list(range(total))), dtype=np.float64) if total else None
-            decord_fps = vr.get_avg_fps()
+            with holding(request.turns):  # opening reads the whole index
+                vr = open_decord(path, *upright, request.num_threads)
+                total = len(vr)
+                pts = np.asarray(vr.get_frame_timestamp(list(range(total))), dtype=np.float64) if total else None
+                decord_fps = vr.get_avg_fps()
         except Exception as exc:  # DECORDError, RuntimeError: ffmpeg gets its chance below
             why_not_decord = f"decord cannot read it ({last_line(str(exc))[:200]})"
         else:
@@ -180,7 +188,7 @@ def _decode(request: _Request, outcome: _Outcome) -> Iterator[FrameBatch]:
     duration = max(info.duration or 0.0, total_frames / avg_fps)  # a restarting clock fools the header
     chunker = Chunker(request.video_id, request.chunk_size, len(plan.indices), timestamps, duration)
     selected = ffmpeg_frames(path, plan.select_expr(), *coded, len(plan.indices), info.rotation, request.chunk_size)
-    for frames in selected:
+    for frames in in_turns(selected, request.turns):
         yield from chunker.add(frames, "ffmpeg")
     if chunker.received == 0:
         message = f"{path}: the video stream has no decodable frames ({why_not_decord})"
@@ -212,7 +220,7 @@ def _decode_decord_first(
     readers = request.readers or auto_readers(total)
     units = split_units(plan.indices, request.chunk_size, readers)
     try:
-        for frames in decord_units(path, units, vr, *upright, readers, request.num_threads):
+        for frames in decord_units(path, units, vr, *upright, readers, request.num_threads, request.turns):
             yield from chunker.add(frames, "decord")
         yield from chunker.finish()
         return
@@ -223,7 +231,8 @@ def _decode_decord_first(
     # units arrive whole and in order: everything before the failed unit has been received
     coded = upright[::-1] if info.rotation in (90, 270) else upright
     remaining = len(plan.indices) - chunker.received
-    for frames in ffmpeg_frames(path, plan.select_expr(first), *coded, remaining, info.rotation, request.chunk_size):
+    rest = ffmpeg_frames(path, plan.select_expr(first), *coded, remaining, info.rotation, request.chunk_size)
+    for frames in in_turns(rest, request.turns):
         yield from chunker.add(frames, "ffmpeg")
     if chunker.received == 0:
         raise VideoDecodeError(path, "decode_error", f"{path}: neither decord nor ffmpeg could decode a frame")

@@ -20,7 +20,7 @@ from pathlib import Path
 import decord
 import numpy as np
 
-from videoqa.frames.threads import join_threads, put_unless_stopped
+from videoqa.frames.threads import holding, join_threads, put_unless_stopped
 
 decord.logging.set_level(decord.logging.QUIET)  # decord's bundled ffmpeg is chatty on odd files
 
@@ -58,12 +58,13 @@ def decord_units(
     height: int,
     readers: int,
     num_threads: int,
+    turns: threading.Lock | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode `units` (lists of sorted indices) in order, unit j on reader thread j % readers.
 
     Each reader owns a VideoReader and holds at most one finished unit while decoding the next
     (bounded memory); a reader error surfaces as UnitFailed(j) at unit j. Closing the generator
-    stops and joins the readers.
+    stops and joins the readers. A reader holds `turns` (when given) while it decodes a unit.
     """
     readers = max(1, min(readers, len(units)))
     stop = threading.Event()
@@ -76,7 +77,8 @@ def decord_units(
             for j in range(r, len(units), readers):
                 if stop.is_set():
                     return
-                frames = vr.get_batch(units[j]).asnumpy()
+                with holding(turns):
+                    frames = vr.get_batch(units[j]).asnumpy()
                 if frames.shape != (len(units[j]), height, width, 3):  # e.g. rotation read differently
                     raise RuntimeError(f"decord gave frames of shape {frames.shape[1:]}, expected {(height, width, 3)}")
                 if not put_unless_stopped(queues[r], frames, stop):

@@ -44,6 +44,7 @@ def stream_videos(
     chunk_size: int = 64,
     readers: int | None = None,
     stats: DecodeStats | None = None,
+    turns: threading.Lock | None = None,
 ) -> Iterator[FrameBatch | VideoFailure]:
     """Decode many videos in background threads; yield their chunks and failures as they come.
 
@@ -55,6 +56,8 @@ def stream_videos(
     A video that cannot be decoded yields a VideoFailure instead (usually its only record; if it
     broke after some chunks, the failure ends it) and the stream goes on. Closing the generator
     (break, .close(), garbage collection) stops the workers and joins them.
+    turns: a lock every unit of decoding holds (see decode_frames): a consumer computing on the
+    same CPU cores holds it while it computes, so decoding runs in its pauses, not beside it.
     """
     check_sampling_args(fps, num_frames, max_frames)
     for name, value in (("workers", workers), ("queue_size", queue_size), ("chunk_size", chunk_size), ("size", size)):
@@ -68,6 +71,7 @@ def stream_videos(
         chunk_size=chunk_size,
         readers=readers,
         stats=stats,
+        turns=turns,
     )
     return _stream(iter(items), options, workers, queue_size)
 

@@ -1,8 +1,14 @@
-"""The two thread helpers that the decord readers and the video workers share.
+"""The thread helpers that the decord readers and the video workers share.
 
 Both run producers in background threads that hand results over bounded queues; these helpers
 make sure a producer never blocks forever on a consumer that has gone away, and that closing a
 generator waits for its threads (with a limit, for a decoder stuck inside a library call).
+
+`turns`: a lock that decoding and a CPU captioner take in turns (stream_videos' `turns`). On a CPU,
+decoder threads running beside the captioner's intra-op threads slow every parallel op of the
+captioner far beyond the decoders' own share (a thread waiting for a core stalls the whole op),
+so a long video, whose decoding never finishes ahead of captioning, cost twice as much per frame
+as a short one whose frames were all decoded up front. Taking turns makes both cost decode + caption.
 """
 
 from __future__ import annotations
@@ -11,6 +17,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +35,26 @@ def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
         except queue.Full:
             if stop.is_set():
                 return False
+
+
+def holding(turns: threading.Lock | None) -> AbstractContextManager:
+    """`with holding(turns):` the lock when there is one, else nothing."""
+    return turns if turns is not None else nullcontext()
+
+
+def in_turns(items: Iterator[T], turns: threading.Lock | None) -> Iterator[T]:
+    """Each item of `items` produced while holding `turns` (none held while the consumer works)."""
+    try:
+        while True:
+            with holding(turns):
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()  # a generator's own clean-up (an ffmpeg process) runs now, not at garbage collection
 
 
 def join_threads(threads: list[threading.Thread], patience: float = 120.0) -> None:

@@ -12,7 +12,7 @@ from videoqa.report.joined import Joined
 from videoqa.report.rundata import RunData
 
 MANIFEST_ESSENTIALS = ("run_dir", "dataset", "captioner", "llm")
-ENVIRONMENT_ESSENTIALS = ("git", "git_commit", "commit", "python", "packages", "devices", "device", "executor", "host")
+ENVIRONMENT_ESSENTIALS = ("git", "python", "platform", "cpu_count", "packages", "torch_cuda", "devices", "executor")
 MAX_LISTED_FAILURES = 50
 
 
@@ -59,7 +59,11 @@ def summary_cells(run: RunData) -> list[str]:
     return [
         esc(m.get("questions", len(run.predictions))),
         esc(pct(m.get("accuracy")))
-        + (f" ({esc(m['headline'])} {esc(pct(m.get(m['headline'])))})" if m.get("headline") not in (None, "accuracy") else ""),
+        + (
+            f" ({esc(m['headline'])} {esc(pct(m.get(m['headline'])))})"
+            if m.get("headline") not in (None, "accuracy")
+            else ""
+        ),
         esc(pct(m.get("accuracy_valid"))),
         esc(counts.get("invalid", 0)),
         esc(failed),
@@ -168,7 +172,7 @@ def agreement_section(joined: Joined) -> str:
     sizes = ", ".join(f"{esc(r.label)}: {n}" for r, n in zip(runs, joined.totals))
     same = len(set(joined.totals)) == 1 and joined.totals[0] == len(joined.qids)
     scope = (
-        f"<p class=\"scope\">All runs answered the same <b>{len(joined.qids)}</b> questions.</p>"
+        f'<p class="scope">All runs answered the same <b>{len(joined.qids)}</b> questions.</p>'
         if same
         else f'<p class="scope">The runs answered different question sets ({sizes}); they are compared on the '
         f"<b>{len(joined.qids)}</b> questions common to all.</p>"

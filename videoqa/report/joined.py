@@ -100,7 +100,7 @@ def payload(
 ) -> dict[str, Any]:
     """The data the page's script renders cards from (all text as data, never as markup)."""
     runs = joined.runs
-    questions = []
+    questions: list[dict[str, Any]] = []
     categories: set[str] = set()
     present: set[str] = set()
     for qid in joined.qids:
@@ -109,7 +109,7 @@ def payload(
         category = info.category if info is not None else None
         if category is not None:
             categories.add(category)
-        results = []
+        results: list[dict[str, Any]] = []
         for run in runs:
             record = run.predictions[qid]
             present.add(outcome(record))

@@ -11,13 +11,22 @@ Prints one line per figure; nothing here is a test (the numbers depend on the ma
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from videoqa.frames import ffmpeg_exe
 from videoqa.report.build import DEFAULT_MAX_THUMBNAILS, ReportTimings, write_report
 from videoqa.report.synthetic import write_synthetic_dataset, write_synthetic_run
 from videoqa.report.thumbnails import Sampling, ThumbJob, ThumbnailCache
+
+
+def test_pattern_video(path: Path, seconds: int) -> None:
+    """ffmpeg's moving test pattern, 320x240 at 30 fps (the report's level may not import fixtures)."""
+    source = f"testsrc=size=320x240:rate=30:duration={seconds}"
+    command = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", source, "-c:v", "libx264", "-preset", "veryfast"]
+    subprocess.run([*command, "-pix_fmt", "yuv420p", str(path)], check=True)
 
 
 def timed_report(runs: list[Path], out: Path, thumbnails: int) -> tuple[float, ReportTimings, int]:
@@ -44,19 +53,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         for i in range(args.runs)
     ]
-    print(f"synthetic runs: {args.runs} x {args.questions} questions x {args.frames} captions per video, written in "
-          f"{time.perf_counter() - started:.1f} s under {work}")
+    print(
+        f"synthetic runs: {args.runs} x {args.questions} questions x {args.frames} captions per video, written in "
+        f"{time.perf_counter() - started:.1f} s under {work}"
+    )
     for label, chosen in (("one run", runs[:1]), (f"{args.runs} runs", runs)):
         total, t, size = timed_report(chosen, work / f"report-{len(chosen)}", 0)
         print(
-            f"report build, {label}, no thumbnails: {total:.2f} s (load+join {t.load_s:.2f} s, page {t.write_s:.2f} s), "
-            f"report.html {size / 1e6:.1f} MB"
+            f"report build, {label}, no thumbnails: {total:.2f} s (load+join {t.load_s:.2f} s, "
+            f"page {t.write_s:.2f} s), report.html {size / 1e6:.1f} MB"
         )
 
-    from videoqa.fixtures.synthetic_video import make_video
-
     video = work / "video.mp4"
-    make_video(video, seconds=args.frames, fps=30, width=320, height=240, pattern="testsrc")
+    test_pattern_video(video, seconds=args.frames)
     cache = ThumbnailCache(work / "thumbs")
     job = ThumbJob("v", video, Sampling(1.0), tuple(k + 0.5 for k in range(args.frames)), DEFAULT_MAX_THUMBNAILS)
     for label in ("cold", "cached"):

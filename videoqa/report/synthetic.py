@@ -94,8 +94,8 @@ def write_synthetic_run(
         elif invalid_every and n % invalid_every == invalid_every - 1:
             answers.append(Answer(q.qid, None, "I cannot tell.", "invalid", "no option letter in the output"))
         else:
-            right = rng.random() < accuracy
-            pred = q.answer if right else (q.answer + 1 + rng.randrange(4)) % 5
+            key = q.answer if q.answer is not None else 0
+            pred = key if rng.random() < accuracy else (key + 1 + rng.randrange(4)) % 5
             answers.append(Answer(q.qid, pred, OPTION_LETTERS[pred], "ok"))
         if q.video_id not in seen and q.video_id not in failed_videos and answerer == "captions":
             texts = [(caption_text or (lambda _q, _k: synthetic_caption(rng)))(q, k) for k in range(frames_per_video)]

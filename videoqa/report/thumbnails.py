@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +105,8 @@ class ThumbnailCache:
         self.root = Path(root)
         self.size = size
         self.decoded_videos = 0  # videos decoded by this cache object (the rest were cache hits)
+        self.locks: dict[str, threading.Lock] = {}
+        self.locks_guard = threading.Lock()
 
     def key(self, video_path: Path, sampling: Sampling) -> str:
         context = json.dumps({"sampling": sampling.as_dict(), "size": self.size}, sort_keys=True)
@@ -117,6 +121,13 @@ class ThumbnailCache:
             where = job.video_path if job.video_path is not None else "unknown (dataset not readable)"
             return "", ThumbResult(error=f"video not found: {where}")
         key = self.key(job.video_path, job.sampling)
+        with self.locks_guard:  # runs with the same sampling share a key: one decodes, the other reads
+            lock = self.locks.setdefault(key, threading.Lock())
+        with lock:
+            return key, self.get_locked(job, key)
+
+    def get_locked(self, job: ThumbJob, key: str) -> ThumbResult:
+        assert job.video_path is not None
         folder = self.folder(key)
         index = folder / "frames.json"
         try:
@@ -126,25 +137,25 @@ class ThumbnailCache:
         if known is not None:
             chosen = self.choose(job, known)
             if all((folder / f"{millis(known[i])}.jpg").is_file() for _, i in chosen):
-                return key, self.result(folder, known, chosen)
+                return self.result(folder, known, chosen)
         try:
             times, images = self.decode(job)
         except VideoDecodeError as exc:
-            return key, ThumbResult(error=f"{exc.reason}: {exc.message}")
+            return ThumbResult(error=f"{exc.reason}: {exc.message}")
         except Exception as exc:  # a decoder crash on one video must not fail the report
-            return key, ThumbResult(error=f"decode_error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return ThumbResult(error=f"decode_error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         chosen = self.choose(job, times)
         folder.mkdir(parents=True, exist_ok=True)
         for _, i in chosen:
             target = folder / f"{millis(times[i])}.jpg"
             if not target.is_file():
-                partial = target.with_suffix(f".{os.getpid()}.tmp")
+                partial = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
                 Image.fromarray(images[i]).save(partial, format="JPEG", quality=JPEG_QUALITY)
                 os.replace(partial, target)
-        partial = index.with_suffix(f".{os.getpid()}.tmp")
+        partial = index.with_suffix(f".{uuid.uuid4().hex}.tmp")
         partial.write_text(json.dumps({"times": times, "sampling": job.sampling.as_dict(), "size": self.size}))
         os.replace(partial, index)
-        return key, self.result(folder, times, chosen)
+        return self.result(folder, times, chosen)
 
     def choose(self, job: ThumbJob, decoded: Sequence[float]) -> list[tuple[float, int]]:
         if job.times is None:  # the frames themselves (a video LLM's input)
@@ -187,8 +198,12 @@ def export(result: ThumbResult, key: str, files_dir: Path, relative_to: Path) ->
         if not target.is_file():
             try:
                 os.link(source, target)
+            except FileExistsError:  # exported meanwhile for another run with the same frames
+                pass
             except OSError:  # another file system, or links not allowed
-                shutil.copyfile(source, target)
+                partial = target.with_suffix(f".{uuid.uuid4().hex}.tmp")
+                shutil.copyfile(source, partial)
+                os.replace(partial, target)
         frames.append((t, target.relative_to(relative_to).as_posix()))
     return ThumbResult(frames, result.sampled, result.error)
 

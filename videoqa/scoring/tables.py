@@ -29,6 +29,12 @@ TABLE_COLUMNS = [
 
 
 HEADLINE_COLUMNS = {"m_avg": "m_avg"}  # headline metric -> its table column (placed before `accuracy`)
+HEADLINE_LABELS = {"accuracy": "Accuracy (%)", "m_avg": "M-Avg (%)"}  # for tables with display names
+
+
+def headline_value(row: dict) -> float | None:
+    """A result row's value of its benchmark's own metric (accuracy, or e.g. MLVU's M-Avg), in %."""
+    return row.get(HEADLINE_COLUMNS.get(row.get("headline", "accuracy"), "accuracy"))
 
 
 def _percent(value: float | None) -> float | None:

@@ -213,9 +213,8 @@ def plan_cpu(config: LLMConfig, model: ModelMemory, available: int, captioner_by
         want = one * (config.max_num_seqs or DEFAULT_KV_SEQUENCES)
         budget = int(available * CPU_AVAILABLE_SHARE) - fixed
         kv = max(one, min(want, budget))
-        source = (
-            f"{config.max_num_seqs or DEFAULT_KV_SEQUENCES} sequences of {model.max_model_len} tokens"
-            + (f", capped at {CPU_AVAILABLE_SHARE:.0%} of the available memory" if budget < want else "")
+        source = f"{config.max_num_seqs or DEFAULT_KV_SEQUENCES} sequences of {model.max_model_len} tokens" + (
+            f", capped at {CPU_AVAILABLE_SHARE:.0%} of the available memory" if budget < want else ""
         )
     need = fixed + kv
     if need > available:
@@ -260,9 +259,7 @@ def _plan_cpu_fraction(config: LLMConfig, model: ModelMemory, available: int, fi
     return EnginePlan("cpu", requested, available, gpu_memory_utilization=fraction, source="llm.gpu_memory_utilization")
 
 
-def plan_gpu(
-    config: LLMConfig, model: ModelMemory, free: int, total: int, captioner_bytes: int = 0
-) -> EnginePlan:
+def plan_gpu(config: LLMConfig, model: ModelMemory, free: int, total: int, captioner_bytes: int = 0) -> EnginePlan:
     """The fraction of the device the engine may take, leaving the captioner its share."""
     shards = max(1, config.tensor_parallel_size)
     runtime = RUNTIME_BYTES["cuda"]

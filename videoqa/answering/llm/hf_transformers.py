@@ -33,7 +33,7 @@ class TransformersBackend(LocalModelBackend):
         self.batch_size = int(options.pop("batch_size", 4))
         device = options.pop("device", "cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
-        if config.dtype == "auto":  # bf16 where it is fast, fp32 on CPU
+        if config.dtype == "auto":  # the answering LLM stays fp32 on every CPU: answers must not depend on the host
             dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         else:
             dtype = getattr(torch, config.dtype)
