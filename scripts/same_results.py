@@ -16,7 +16,7 @@ FIELDS = ("pred", "status", "raw")
 
 
 def records(path: Path, key: str) -> dict[str, dict]:
-    return {r[key]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
+    return {r[key]: r for r in (json.loads(line) for line in path.read_text().split("\n") if line.strip())}
 
 
 def timed_texts(record: dict) -> list[tuple[float, str]]:

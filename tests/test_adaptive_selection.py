@@ -192,7 +192,8 @@ def test_adaptive_on_ray_embeds_and_captions_in_one_actor_like_the_local_stage(s
     from videoqa.registry import CAPTIONERS, get_executor
 
     path, _ = scene_video
-    videos = [("scenes", path), ("again", path)]
+    other, _ = make_scene_video(tmp_path / "other.mp4", scenes=2, repeats=1, seconds_each=6, fps=2, width=160, seed=1)
+    videos = [("scenes", path), ("other", other)]
     local = stage_config(tmp_path / "local", tiny_models, "adaptive", max_captions=4)
     on_ray = local.model_copy(
         update={
@@ -211,5 +212,5 @@ def test_adaptive_on_ray_embeds_and_captions_in_one_actor_like_the_local_stage(s
         vid: vc.captions for vid, vc in here.captions.items()
     }
     assert remote.captions["scenes"].selection["clusters"] == here.captions["scenes"].selection["clusters"]
-    assert remote.timing["frames_embedded"] == here.timing["frames_embedded"] == 96
-    assert remote.timing["per_video"]["again"]["frames_embedded"] == 48
+    assert remote.timing["frames_embedded"] == here.timing["frames_embedded"] == 48 + 12
+    assert remote.timing["per_video"]["other"]["frames_embedded"] == 12

@@ -75,3 +75,29 @@ def test_compare_three_captioners(tmp_path, tiny_models):
     for run in runs:
         predictions = [json.loads(x) for x in open(os.path.join(run, "predictions.jsonl"))]
         assert len(predictions) == len(uids) and all(p["status"] == "ok" for p in predictions)
+
+
+def test_the_comparison_table_carries_the_benchmarks_headline_and_breakdowns(tmp_path):
+    from videoqa.compare import write_comparison
+    from videoqa.scoring.tables import result_row
+
+    def metrics(accuracy: float, m_avg: float, short: float) -> dict:
+        return {
+            "questions": 4,
+            "accuracy": accuracy,
+            "status_counts": {"ok": 4},
+            "timing": {"caption_s": 1.0, "answer_s": 1.0, "decode_s": 0.0, "video_seconds": 60.0},
+            "headline": "m_avg",
+            "m_avg": m_avg,
+            "breakdowns": {"task": {"count": {"accuracy": short, "questions": 2}}},
+        }
+
+    rows = [
+        result_row("mlvu", "ser", "qwen", 10**6, metrics(0.5, 0.25, 1.0)),
+        result_row("mlvu", "specialist", "qwen", 10**6, metrics(0.75, 0.5, 0.0)),
+    ]
+    table = write_comparison(rows, tmp_path)
+    columns = list(table.columns)
+    assert columns.index("M-Avg (%)") == columns.index("Accuracy (%)") - 1  # the headline first
+    assert list(table["M-Avg (%)"]) == [25.0, 50.0] and list(table["task: count"]) == [100.0, 0.0]
+    assert "M-Avg (%)" in (tmp_path / "comparison.md").read_text()

@@ -69,7 +69,7 @@ def test_unknown_names_and_bad_yaml(tmp_path):
 
 
 def test_run_yaml_holds_no_default_the_config_classes_already_hold():
-    """One source per default: a key of configs/run.yaml that repeats the pydantic default is drift waiting to happen."""
+    """One source per default: a key of configs/run.yaml that repeats a pydantic default is drift waiting to happen."""
     from videoqa.config import CONFIG_DIR, RunConfig
     from videoqa_base.config import read_yaml
 

@@ -134,8 +134,8 @@ STAGE_LEVELS = [
     ("captioning",),
     ("answering",),
     ("scoring",),
-    ("run", "rundir", "compare"),
-    ("executors", "bench", "cli", "fixtures", "report"),
+    ("run", "rundir", "report", "compare"),
+    ("executors", "bench", "cli", "fixtures"),
 ]
 
 

@@ -42,6 +42,14 @@ def test_a_torn_append_is_cut_and_later_appends_stay_readable(tmp_path):
     assert answers["q1"].pred == 1 and answers["q2"].status == "llm_failed"
 
 
+def test_line_separators_inside_an_answer_keep_the_log_readable(tmp_path):
+    run = RunDirectory(config(tmp_path))
+    run.prepare()
+    raw = "B\u2028because\u0085of\x1c this"  # str.splitlines() would break the JSON line at each
+    run.append_answers([question("q1")], [Answer("q1", 1, raw, "ok")])
+    assert run.recorded_answers()["q1"].raw == raw
+
+
 def test_failures_keep_the_fingerprint_of_the_file(tmp_path):
     run = RunDirectory(config(tmp_path))
     run.prepare()
@@ -55,6 +63,17 @@ def test_resuming_with_another_config_is_refused(tmp_path):
         UserError, match=r"config\.yaml: run 'r1' exists with a different config \(section 'limit' differs\)"
     ):
         RunDirectory(config(tmp_path, limit=3)).prepare()
+
+
+def test_a_run_written_before_new_fields_existed_still_resumes(tmp_path):
+    import yaml
+
+    run = RunDirectory(config(tmp_path))
+    run.prepare()
+    recorded = yaml.safe_load(run.file("config.yaml").read_text())
+    del recorded["transcript"], recorded["frames"]["workers"]  # as an older version wrote it (defaults since)
+    run.file("config.yaml").write_text(yaml.safe_dump(recorded))
+    RunDirectory(config(tmp_path)).prepare()  # the same settings: resumed, not refused
 
 
 def test_a_run_may_resume_on_another_executor(tmp_path):

@@ -20,9 +20,17 @@ import pandas as pd
 
 from videoqa.config import load_run_config
 from videoqa.manifest import environment, new_run_id, safe_name, write_json
+from videoqa.report import write_report
 from videoqa.run import RunResult, VideoQA
 from videoqa.rundir import read_records
-from videoqa.scoring.tables import write_table
+from videoqa.scoring.tables import (
+    HEADLINE_COLUMNS,
+    HEADLINE_LABELS,
+    TABLE_COLUMNS,
+    headline_value,
+    table_columns,
+    write_table,
+)
 from videoqa_base.errors import UserError
 
 COMPARISON_COLUMNS = {
@@ -55,6 +63,7 @@ def compare(
     progress: bool = True,
     video_llms: Sequence[str] = (),
     variants: Sequence[str] = (),
+    report: bool = True,
 ) -> CompareResult:
     if len(set(captioners)) != len(captioners) or not captioners:
         raise UserError(f"--captioners: expected distinct names, got {captioners}")
@@ -98,11 +107,11 @@ def compare(
         runs.append(VideoQA(config, progress=progress).run())
 
     directory = comparison_directory(configs[0], compare_id)
-    rows = [r.row | run_costs(r) for r in runs]
+    table_rows = [r.row | run_costs(r) for r in runs]
     if variants:
-        for row, label in zip(rows, labels + ["-"] * len(video_configs)):
+        for row, label in zip(table_rows, labels + ["-"] * len(video_configs)):
             row["variant"] = label
-    table = write_comparison(rows, directory)
+    table = write_comparison(table_rows, directory)
     write_json(
         directory / "manifest.json",
         {
@@ -113,12 +122,14 @@ def compare(
             "environment": env,
         },
     )
+    if report:  # report.html: the runs side by side, where they disagree, and the paired test
+        write_report([r.run_dir for r in runs], directory, progress=progress)
     return CompareResult(directory, table, runs)
 
 
 def variant_grid(specs: Sequence[str]) -> list[dict[str, str]]:
     """`KEY=V1,V2` specs -> every combination, in order: [{key: value, ...}, ...] ([{}] without specs)."""
-    axes = []
+    axes: list[list[tuple[str, str]]] = []
     for spec in specs:
         key, _, values = spec.partition("=")
         key, options = key.strip(), [v.strip() for v in values.split(",") if v.strip()]
@@ -176,7 +187,13 @@ def write_comparison(rows: list[dict], directory: Path) -> pd.DataFrame:
     directory.mkdir(parents=True, exist_ok=True)
     write_table(rows, directory / "runs", latex=False)
     columns = [c for c in COMPARISON_COLUMNS if c != "variant" or any("variant" in r for r in rows)]
-    table = pd.DataFrame(rows)[columns].rename(columns=COMPARISON_COLUMNS)
+    # the benchmark's own headline (MLVU's M-Avg) before accuracy, its breakdowns after the fixed columns
+    headline = [c for c in HEADLINE_COLUMNS.values() if any(c in r for r in rows)]
+    at = columns.index("accuracy")
+    columns = columns[:at] + headline + columns[at:]
+    breakdowns = [c for c in table_columns(rows) if c not in TABLE_COLUMNS and c not in headline]
+    names = COMPARISON_COLUMNS | {column: HEADLINE_LABELS[key] for key, column in HEADLINE_COLUMNS.items()}
+    table = pd.DataFrame(rows).reindex(columns=columns + breakdowns).rename(columns=names)
     table.to_csv(directory / "comparison.csv", index=False)
     (directory / "comparison.md").write_text(table.to_markdown(index=False) + "\n")
     (directory / "comparison.tex").write_text(table.to_latex(index=False, na_rep="-", float_format="%.1f"))
@@ -194,16 +211,16 @@ def plot_accuracy_vs_time(rows: list[dict], path: Path) -> None:
     largest = max((r["parameters"] or 0) for r in rows) or 1
     for r in rows:
         x = r["s_per_10min_video"] if r["s_per_10min_video"] is not None else r["total_s"]
-        y = r["accuracy"] if r["accuracy"] is not None else 0.0
+        y = headline_value(r) or 0.0
         size = 60 + 1500 * (r["parameters"] or 0) / largest
         ax.scatter([x], [y], s=size, alpha=0.5)
         label = f"{r['captioner']} ({r['params']})" + (f" [{r['variant']}]" if r.get("variant") else "")
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     per_10 = all(r["s_per_10min_video"] is not None for r in rows)
     ax.set_xlabel("time per 10-minute video (s)" if per_10 else "total time (s)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(HEADLINE_LABELS.get(rows[0].get("headline", "accuracy"), "Accuracy (%)").lower())
     ax.set_title(f"{rows[0]['dataset']}: accuracy vs. time (bubble area ~ parameters)")
-    top = max((r["accuracy"] or 0.0) for r in rows)
+    top = max((headline_value(r) or 0.0) for r in rows)
     ax.set_ylim(0, min(100, top + 10))
     ax.margins(x=0.25)  # room for the labels of the outermost bubbles
     ax.grid(alpha=0.3)

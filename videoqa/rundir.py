@@ -41,6 +41,16 @@ RETRYABLE_ANSWERS = frozenset({"llm_failed"})
 PLACEMENT = frozenset({"executor", "ray"})  # config sections a resumed run may change
 
 
+def with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config.yaml as the current code reads it: fields added since it was written take
+    their defaults, so a run started before an upgrade still resumes (its settings are compared, not
+    the version of the schema). A config the current code cannot read is compared as written."""
+    try:
+        return RunConfig.model_validate(recorded).model_dump(mode="json")
+    except ValueError:
+        return recorded
+
+
 def run_path(config: RunConfig) -> Path:
     """Where a run with this config (and run id) lives."""
     return (
@@ -102,7 +112,7 @@ class RunDirectory:
         """A new run gets a fresh directory; an existing run id is resumed if its config matches."""
         config_path = self.file("config.yaml")
         if config_path.is_file():
-            before = yaml.safe_load(config_path.read_text()) or {}
+            before = with_defaults(yaml.safe_load(config_path.read_text()) or {})
             now = self.config.model_dump(mode="json")
             # where the stages run does not change the results: a run may resume on another executor
             changed = sorted(k for k in (set(before) | set(now)) - PLACEMENT if before.get(k) != now.get(k))

@@ -33,7 +33,7 @@ def parse_jsonl(text: str, path: str | Path, *, torn_last_line_ok: bool = False)
     instead - what a process killed in the middle of `append_jsonl` leaves behind.
     """
     rows = []
-    lines = text.splitlines()
+    lines = text.split("\n")  # not splitlines(): U+2028 and friends may stand inside a JSON string
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -100,10 +100,10 @@ def progress_bar(iterable: Iterable | None = None, *, show: bool = True, **kwarg
     return tqdm(iterable, file=console(), disable=None if show else True, **kwargs)
 
 
-def _terminal_stream(stream: TextIO | None, fd: int, saved_fd: int) -> TextIO:
+def _terminal_stream(stream: TextIO, fd: int, saved_fd: int) -> TextIO:
     """A stream to what `fd` showed before the redirect. A stream that does not write through `fd`
     (pytest's capture, a StringIO) is not affected by the redirect and is kept as it is."""
-    try:
+    try:  # typeshed types sys.stdout as TextIO, yet it is None without a console: kept as it is too
         through_fd = stream is not None and stream.fileno() == fd
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         through_fd = False
@@ -119,6 +119,8 @@ def _terminal_stream(stream: TextIO | None, fd: int, saved_fd: int) -> TextIO:
 
 def _flush(*streams: TextIO | None) -> None:
     for stream in streams:
+        if stream is None:  # sys.__stdout__ without a console
+            continue
         try:
             stream.flush()
         except (AttributeError, OSError, ValueError):  # closed or not a stream: nothing to flush

@@ -77,7 +77,13 @@ class SeRConfig(PreTrainedConfig):
     """
 
     model_type = "ser"
-    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig, "deeplens_config": AutoConfig}
+    # transformers types sub_configs as PreTrainedConfig classes, yet its own composite models
+    # (LLaVA, ...) register AutoConfig here exactly like this
+    sub_configs = {  # type: ignore[dict-item]
+        "vision_config": AutoConfig,
+        "text_config": AutoConfig,
+        "deeplens_config": AutoConfig,
+    }
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -96,7 +102,7 @@ class SeRConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False  # the LM ties its own head; nothing is tied across parts
 
-    def __post_init__(self, **kwargs):
+    def __post_init__(self, **kwargs: Any) -> None:
         # the defaults are the paper's sizes: CLIP ViT-L/14-336, OPT-125M, a ~50M-parameter DeepLens
         self.vision_config = _as_config(self.vision_config, "clip_vision_model", PAPER_VISION)
         self.text_config = _as_config(self.text_config, "opt", PAPER_TEXT)
@@ -107,9 +113,34 @@ class SeRConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self._check()
 
+    # The fields above keep the types __init__ accepts (transformers validates them at run time);
+    # after __post_init__ each sub-config is a config object and the layer list is set. These
+    # typed views say so once, instead of every reader narrowing the unions.
+
+    @property
+    def vision(self) -> PreTrainedConfig:
+        """`vision_config` as the config object __post_init__ built."""
+        return _built(self.vision_config, "vision_config")
+
+    @property
+    def text(self) -> PreTrainedConfig:
+        """`text_config` as the config object __post_init__ built."""
+        return _built(self.text_config, "text_config")
+
+    @property
+    def deeplens(self) -> PreTrainedConfig:
+        """`deeplens_config` as the config object __post_init__ built."""
+        return _built(self.deeplens_config, "deeplens_config")
+
+    @property
+    def multilayer_layers(self) -> list[int]:
+        """`multilayer_feature_layers`, which __post_init__ always sets."""
+        assert self.multilayer_feature_layers is not None, "set in __post_init__"
+        return self.multilayer_feature_layers
+
     def _check(self) -> None:
-        n_states = self.vision_config.num_hidden_layers + 1  # embeddings + one per layer
-        for index in [self.vision_feature_layer, *self.multilayer_feature_layers]:
+        n_states = self.vision.num_hidden_layers + 1  # embeddings + one per layer
+        for index in [self.vision_feature_layer, *self.multilayer_layers]:
             if not -n_states <= index < n_states:
                 raise ValueError(f"ViT feature layer {index} does not exist (the encoder has {n_states} hidden states)")
         if self.connector_depth < 1:
@@ -120,12 +151,12 @@ class SeRConfig(PreTrainedConfig):
     @property
     def num_visual_tokens(self) -> int:
         """Patch tokens per image (CLS dropped): 576 for ViT-L/14 at 336 px."""
-        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
+        return (self.vision.image_size // self.vision.patch_size) ** 2
 
     @property
     def vision_feature_indices(self) -> list[int]:
         """Indices into the ViT's `hidden_states` that some glance reads (negative ones as given)."""
-        multilayer, single = list(self.multilayer_feature_layers), [self.vision_feature_layer]
+        multilayer, single = list(self.multilayer_layers), [self.vision_feature_layer]
         indices = multilayer if self.first_glance_multilayer else single
         if self.refine:
             indices = indices + (multilayer if self.deeplens_multilayer_input else single)
@@ -135,7 +166,7 @@ class SeRConfig(PreTrainedConfig):
     def vision_layers_used(self) -> int:
         """ViT layers that have to run: up to the deepest one read. hidden_states[i] is the output
         of layer i, so LLaVA's -2 and DeepLens's {13, 18, 23} leave the last layer of ViT-L unused."""
-        n_states = self.vision_config.num_hidden_layers + 1
+        n_states = self.vision.num_hidden_layers + 1
         return max(index % n_states for index in self.vision_feature_indices)
 
     @property
@@ -146,6 +177,11 @@ class SeRConfig(PreTrainedConfig):
         inputs = {(True, True): "ser", (True, False): "ser-caption-only", (False, True): "ser-multilayer-only"}
         name = inputs.get((self.deeplens_caption_input, self.deeplens_multilayer_input), "ser-no-deeplens-inputs")
         return name + ("+multilayer-first-glance" if self.first_glance_multilayer else "")
+
+
+def _built(value: dict | PreTrainedConfig | None, field: str) -> PreTrainedConfig:
+    assert isinstance(value, PreTrainedConfig), f"SeRConfig.{field} is built in __post_init__"
+    return value
 
 
 def _as_config(value: Any, default_type: str, default: dict[str, Any]) -> PreTrainedConfig:

@@ -69,10 +69,11 @@ def load_model(
         raise MissingCheckpointError("SeR checkpoint", str(model_dir), f"{train_hint} or pass a local model directory")
     device_ = resolve_device(device)
     dtype_ = resolve_dtype(dtype, device_)
-    kwargs = {"revision": revision} if revision else {}
+    kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     model = SeRForCaptioning.from_pretrained(str(path), dtype=dtype_, **kwargs, **config_overrides)
     processor = SeRProcessor.from_pretrained(str(path), **kwargs)
-    return model.to(device_).eval(), processor
+    # transformers wraps `to` in functools.wraps, whose typeshed type does not bind `self`
+    return model.to(device_).eval(), processor  # type: ignore[arg-type]
 
 
 @torch.inference_mode()
@@ -170,7 +171,7 @@ def embed_images(
         pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         pixels = ((pixels - mean) / std).to(device=model.device, dtype=tower.dtype)
         out.append(tower.pooled_features(pixels, layer).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.config.vision_config.hidden_size)
+    return torch.cat(out) if out else torch.zeros(0, model.config.vision.hidden_size)
 
 
 # ---------------------------------------------------------------------------- out-of-memory backoff

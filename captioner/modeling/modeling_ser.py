@@ -131,7 +131,7 @@ class DeepLens(nn.Module):
 
     def __init__(self, config: SeRConfig, visual_dim: int, lm_embed_dim: int):
         super().__init__()
-        lens = config.deeplens_config
+        lens = config.deeplens
         width = lens.hidden_size
         self.num_visual_tokens = config.num_visual_tokens
         self.max_caption_tokens = config.deeplens_max_caption_tokens
@@ -195,7 +195,8 @@ class SeRPreTrainedModel(PreTrainedModel):
     config_class = SeRConfig
     base_model_prefix = ""
     main_input_name = "input_ids"  # what HF Trainer counts tokens with
-    input_modalities = ("image", "text")
+    # transformers declares str | list[str], yet its own models (LLaVA, CLIP, ...) set tuples like this
+    input_modalities = ("image", "text")  # type: ignore[assignment]
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "OPTDecoderLayer", "BertLayer"]
     _skip_keys_device_placement = ["past_key_values"]
@@ -227,9 +228,9 @@ class SeRForCaptioning(SeRPreTrainedModel):
     def __init__(self, config: SeRConfig):
         super().__init__(config)
         # DeepLens is a plain module, not a sub-model: give it the attention implementation resolved here
-        config.deeplens_config._attn_implementation_internal = config._attn_implementation
-        vision_width = config.vision_config.hidden_size
-        n_multilayer = len(config.multilayer_feature_layers)
+        config.deeplens._attn_implementation_internal = config._attn_implementation
+        vision_width = config.vision.hidden_size
+        n_multilayer = len(config.multilayer_layers)
         # the eyes: CLIP ViT, frozen (Sec. 3.1 "freezing the vision encoder")
         self.vision_tower = SeRVisionTower._from_config(config.vision_config)
         # the writer: a small causal LM (OPT-125M), shared by both glances
@@ -286,11 +287,12 @@ class SeRForCaptioning(SeRPreTrainedModel):
             )
         model = cls(config)
         model.vision_tower.load_state_dict(vision_model.state_dict())
-        if lm_model.get_input_embeddings().num_embeddings < config.text_config.vocab_size:
-            lm_model.resize_token_embeddings(config.text_config.vocab_size)
+        if lm_model.get_input_embeddings().num_embeddings < config.text.vocab_size:
+            lm_model.resize_token_embeddings(config.text.vocab_size)
         model.language_model.load_state_dict(lm_model.state_dict())
         model.language_model.tie_weights()
-        return model.to(dtype) if dtype is not None else model
+        # transformers wraps `to` in functools.wraps, whose typeshed type does not bind `self`
+        return model.to(dtype) if dtype is not None else model  # type: ignore[arg-type]
 
     # -- freezing ---------------------------------------------------------------------------------
 
@@ -332,14 +334,15 @@ class SeRForCaptioning(SeRPreTrainedModel):
         with torch.set_grad_enabled(train_vision):
             pixel_values = pixel_values.to(device=self.device, dtype=self.vision_tower.dtype)
             states = self.vision_tower(pixel_values, keep_states=self.config.vision_feature_indices)
-        config, n_states = self.config, self.config.vision_config.num_hidden_layers + 1
+        config, n_states = self.config, self.config.vision.num_hidden_layers + 1
         patches = lambda index: states[index % n_states][:, 1:]  # noqa: E731 - drop CLS (LLaVA-1.5 "patch" features)
         multilayer = single = None
         if config.first_glance_multilayer or (config.refine and config.deeplens_multilayer_input):
-            multilayer = torch.cat([patches(i) for i in config.multilayer_feature_layers], dim=-1)
+            multilayer = torch.cat([patches(i) for i in config.multilayer_layers], dim=-1)
         if config.vision_feature_layer % n_states in states:
             single = patches(config.vision_feature_layer)
         first_glance = multilayer if config.first_glance_multilayer else single
+        assert first_glance is not None, "vision_feature_indices keeps the layers the first glance reads"
         deeplens = None
         if config.refine:
             deeplens = multilayer if config.deeplens_multilayer_input else single
@@ -347,7 +350,9 @@ class SeRForCaptioning(SeRPreTrainedModel):
 
     def first_glance_tokens(self, buffer: VisionBuffer) -> torch.Tensor:
         """Visual tokens of the first glance: MLP connector over the buffered features (B, N, E)."""
-        return self.connector(buffer.first_glance.to(self.connector[0].weight.dtype))
+        first_layer = self.connector[0]
+        assert isinstance(first_layer, nn.Linear)  # Sequential indexing is typed as any Module
+        return self.connector(buffer.first_glance.to(first_layer.weight.dtype))
 
     def refine_tokens(
         self,
@@ -361,7 +366,10 @@ class SeRForCaptioning(SeRPreTrainedModel):
         caption_embeds = None
         if self.config.deeplens_caption_input and initial_caption_ids is not None:
             caption_embeds = self.language_model.get_input_embeddings()(initial_caption_ids.to(self.device))
-        visual = buffer.deeplens.to(self.deeplens.visual_proj[0].weight.dtype)
+        assert buffer.deeplens is not None, "a model with DeepLens buffers its features (encode_images)"
+        visual_layer = self.deeplens.visual_proj[0]
+        assert isinstance(visual_layer, nn.Linear)  # Sequential indexing is typed as any Module
+        visual = buffer.deeplens.to(visual_layer.weight.dtype)
         mask = None if initial_caption_mask is None else initial_caption_mask.to(self.device)
         return self.deeplens(visual, caption_embeds, mask)
 
@@ -406,6 +414,7 @@ class SeRForCaptioning(SeRPreTrainedModel):
             visual_tokens = self.first_glance_tokens(vision_buffer)
         else:
             visual_tokens = self.refine_tokens(vision_buffer, initial_caption_ids, initial_caption_mask)
+        assert input_ids is not None, "the prompt ids hold the <image> placeholders"  # None only by HF's keyword order
         inputs_embeds = self.merge_visual_tokens(input_ids, visual_tokens)
         if attention_mask is not None:
             attention_mask = attention_mask.to(self.device)
@@ -428,7 +437,7 @@ class SeRForCaptioning(SeRPreTrainedModel):
         concatenates every layer's keys and values at every step, which re-copies the ~600-token
         cache each step (decode steps ~30 % slower for the full-size model on a CPU, same ids).
         """
-        text = self.config.text_config
+        text = self.config.text
         settings = dict(
             max_new_tokens=max_new_tokens,
             do_sample=False,

@@ -71,7 +71,7 @@ TINY_TEXT = dict(
 )
 TINY_DEEPLENS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=1)
 
-_SIZES = {
+_SIZES: dict[str, dict[str, Any]] = {
     "": dict(
         vision_config=PAPER_VISION,
         text_config=PAPER_TEXT,
@@ -151,7 +151,7 @@ def build_tiny_checkpoint(out_dir: str | Path, preset: str = "tiny-ser", seed: i
         preset, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), **overrides
     )
     processor = SeRProcessor(
-        clip_image_processor(config.vision_config.image_size),
+        clip_image_processor(config.vision.image_size),
         tokenizer,
         num_image_tokens=config.num_visual_tokens,
         max_caption_tokens=config.deeplens_max_caption_tokens,

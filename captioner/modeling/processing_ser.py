@@ -32,7 +32,8 @@ IGNORE_INDEX = -100  # label of positions that are not trained on (HF / PyTorch 
 try:  # transformers >= 5: the PIL ("slow") backend is its own class; the default one needs torchvision
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessorSlow
 except ImportError:  # pragma: no cover - transformers 4.x
-    from transformers import CLIPImageProcessor as CLIPImageProcessorSlow
+    # the 4.x class stands in under the 5.x name; mypy sees the 5.x stubs, where the two differ
+    from transformers import CLIPImageProcessor as CLIPImageProcessorSlow  # type: ignore[assignment]
 
 
 def load_part(cls: Any, ref: str | Path, what: str, **kwargs: Any) -> Any:

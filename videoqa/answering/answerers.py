@@ -73,6 +73,8 @@ class Answerer(ABC):
 
     def row_name(self) -> str:
         """The name of this run's row in result and comparison tables."""
+        # RunConfig requires a captioner for captioning answerers; the others override this
+        assert self.config.captioner is not None, f"answerer {self.kind!r} has no captioner"
         return self.config.captioner.name
 
     @abstractmethod

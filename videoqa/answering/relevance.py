@@ -101,9 +101,9 @@ def select_per_question(
     asked = [q for q in questions if q.video_id in captions and captions[q.video_id].selection is not None]
     todo = [q for q in asked if q.qid not in recorded]
     ratings = rate_clusters(backend, todo, captions) if todo else {}
-    new = []
+    new: list[dict[str, Any]] = []
     for q in todo:
-        expandable = captions[q.video_id].selection.get("expandable", [])
+        expandable = (captions[q.video_id].selection or {}).get("expandable", [])
         new.append(
             {
                 "qid": q.qid,
@@ -114,5 +114,5 @@ def select_per_question(
         )
     if new:
         record(new)
-    choices = {**{qid: r for qid, r in recorded.items()}, **{r["qid"]: r for r in new}}
+    choices: dict[str, dict[str, Any]] = {**recorded, **{r["qid"]: r for r in new}}
     return {q.qid: question_view(captions[q.video_id], choices[q.qid]["expanded"]) for q in asked}

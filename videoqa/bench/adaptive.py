@@ -59,7 +59,8 @@ class RandomWeightSeR(Captioner):
         torch_device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, torch_device)
         self.model, self.processor = random_ser(preset, dtype=self.dtype, seed=seed, device=str(torch_device))
-        self.image_size = self.processor.image_size
+        self.side: int = self.processor.image_size  # frames are decoded at this size
+        self.image_size = self.side
         self.embed_size, self.embed_layer = default_embedding(self.model.config)
         self.loaded = True
 
@@ -144,7 +145,7 @@ def embedding_options(captioner: RandomWeightSeR, probe: list, caption_per_frame
     """The embedding choices measured on the same frames, each as its cost per frame / a caption's:
     the ViT at the captioning size, two thirds and one third of it (the default), and pixels."""
     patch = captioner.model.config.vision_config.patch_size
-    sizes = sorted({captioner.image_size, patch * round(captioner.image_size * 2 / 3 / patch), captioner.embed_size})
+    sizes = sorted({captioner.side, patch * round(captioner.side * 2 / 3 / patch), captioner.embed_size})
     ratios = {}
     for size in reversed(sizes):
         t0 = time.perf_counter()
@@ -161,11 +162,11 @@ def adaptive_step(settings: BenchSettings, work: Path, device: str = "cpu") -> d
     video, truth = scene_video(settings, work)
     captioner = RandomWeightSeR(settings.preset, settings.dtype, device, settings.new_tokens, settings.batch_size)
     say(f"adaptive: {video.name}, {settings.preset} (random weights), {settings.adaptive_fps:.3g} fps")
-    warm = frames_like_decoded(2, captioner.image_size)
+    warm = frames_like_decoded(2, captioner.side)
     captioner.caption(warm[:1], PROMPT)
     captioner.embed(warm)
     # the costs per frame behind the time ratio: one caption batch and one embedding batch, timed apart
-    probe = frames_like_decoded(settings.batch_size, captioner.image_size, seed=1)
+    probe = frames_like_decoded(settings.batch_size, captioner.side, seed=1)
     t0 = time.perf_counter()
     captioner.caption(probe, PROMPT)
     caption_per_frame = (time.perf_counter() - t0) / len(probe)

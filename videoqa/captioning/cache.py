@@ -117,7 +117,7 @@ class FrameCaptionCache:
 
     def get(self, video_path: Path) -> dict[str, str]:
         try:
-            lines = self._file(video_path).read_text().splitlines()
+            lines = self._file(video_path).read_text().split("\n")  # U+2028 may stand in a caption
         except (OSError, ValueError):
             return {}
         captions = {}

@@ -45,6 +45,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, compare: bool = False) ->
             "one more row each, answered from the frames without captions",
         )
         parser.add_argument(
+            "--report",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="write report.html beside the tables (runs side by side, disagreements, McNemar); default on",
+        )
+        parser.add_argument(
             "--variants",
             action="append",
             default=[],
@@ -174,9 +180,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             video_llms=[v.strip() for v in args.video_llms.split(",") if v.strip()],
             variants=args.variants,
+            report=args.report,
         )
     print(result.table.to_markdown(index=False))
-    print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png)")
+    report = ", report.html" if args.report else ""
+    print(f"\ncomparison: {result.directory} (CSV, Markdown, LaTeX, accuracy_vs_time.png{report})")
     return 0
 
 
