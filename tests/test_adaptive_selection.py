@@ -100,12 +100,16 @@ def test_frame_cache_round_trip_and_torn_line(tmp_path):
     video.write_bytes(b"\x00" * 1000)
     cache = FrameCaptionCache(tmp_path / "frames", {"model": "m", "prompt": "p", "size": 64})
     assert cache.get(video) == {}
-    cache.put(video, [Caption(0.5, "a cat"), Caption(1.5, "a dog")])
+    cache.put(video, [Caption(0.5, "a cat"), Caption(1.5, "a dog")], 2.0)
     cache.put(video, [Caption(7.5, "a bird")])
     entry = next((tmp_path / "frames").rglob("*.jsonl"))
     with entry.open("a") as f:
         f.write('{"t": 9.5, "te')  # a kill mid-write
-    assert cache.get(video) == {frame_key(0.5): "a cat", frame_key(1.5): "a dog", frame_key(7.5): "a bird"}
+    assert cache.get(video) == {
+        frame_key(0.5): ("a cat", 2.0),
+        frame_key(1.5): ("a dog", 2.0),
+        frame_key(7.5): ("a bird", 0.0),
+    }
     assert FrameCaptionCache(tmp_path / "frames", {"model": "m", "prompt": "q", "size": 64}).get(video) == {}
 
 

@@ -67,8 +67,9 @@ def test_compare_three_captioners(tmp_path, tiny_models):
     )
     rows = {line.split(",")[0]: line.split(",") for line in csv[1:]}
     assert set(rows) == {"captioner", "tiny-specialist", "lavila"}
-    assert rows["lavila"][1] == "150M" and float(rows["lavila"][3]) == 0.0  # imported captions cost nothing here
-    assert float(rows["captioner"][3]) > 0 and float(rows["tiny-specialist"][3]) > 0
+    assert rows["lavila"][1] == "150M" and float(rows["lavila"][5]) == 0.0  # imported captions cost nothing here
+    assert float(rows["captioner"][5]) > 0 and float(rows["tiny-specialist"][5]) > 0
+    assert float(rows["lavila"][3]) == 2.0 and all(float(r[4]) > 0 for r in rows.values())  # captions/video, tokens
     assert "\\begin{tabular}" in (directory / "comparison.tex").read_text()
     runs = json.loads((directory / "manifest.json").read_text())["runs"]
     assert len(runs) == 3

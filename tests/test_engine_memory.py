@@ -147,6 +147,9 @@ def test_cpu_explicit_fraction_is_vllms_rule_checked_against_what_is_free(no_kv_
     assert "llm.gpu_memory_utilization: null" in str(err.value) and "\n" not in str(err.value)
     plan = plan_cpu(llm(gpu_memory_utilization=0.5), MODEL, available=int(total * 0.85))
     assert plan.engine_kwargs() == {"gpu_memory_utilization": 0.5}
+    # with an explicit KV cache vLLM skips the fraction's check: the KV cache is what is checked
+    plan = plan_cpu(llm(gpu_memory_utilization=0.9, cpu_kvcache_gib=1), MODEL, available=int(total * 0.5))
+    assert plan.kv_cache_bytes == GIB and plan.engine_kwargs()["kv_cache_memory_bytes"] == GIB
 
 
 # ---------------------------------------------------------------------------- GPU
@@ -248,3 +251,22 @@ def test_run_answers_while_another_process_holds_memory(tiny_models, dataset, tm
         if holder is not None:
             holder.kill()
             holder.wait()
+
+
+@pytest.mark.slow
+def test_an_engine_that_fails_to_start_is_one_line_and_the_traceback_is_in_run_log(tiny_models, dataset, tmp_path):
+    captioner, llm_dir = tiny_models
+    env = {k: v for k, v in os.environ.items() if k != KVCACHE_ENV} | {"TOKENIZERS_PARALLELISM": "false"}
+    args = [sys.executable, "-m", "videoqa.cli.main", "run", "--dataset", "egoschema", "--data-root", str(dataset)]
+    args += ["--captioner", str(captioner), "--llm", str(llm_dir), "--output-dir", str(tmp_path), "--quiet"]
+    args += ["--run-id", "no-kv", "--set", "captioner.max_new_tokens=4"]
+    # past the check (an engine argument of the user's own): vLLM's engine process refuses a KV cache
+    # that cannot hold one sequence
+    args += ["--set", "llm.engine_kwargs={enforce_eager: true, kv_cache_memory_bytes: 4096}"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 2, (out.stdout + out.stderr)[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "did not start" in errors[0] and "llm." in errors[0], out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    log = next(Path(tmp_path).glob("egoschema/*/no-kv/run.log"))
+    assert str(log) in errors[0] and "Traceback" in log.read_text()

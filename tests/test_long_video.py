@@ -7,6 +7,7 @@ sizes (its value is measured by `videoqa bench`, never asserted here).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import decord
 import numpy as np
 import pytest
+import torch
 
 from videoqa.bench.long_video import long_video_step
 from videoqa.bench.settings import MODES
@@ -74,10 +76,19 @@ def test_the_caption_stage_captions_while_it_holds_the_turn():
     assert not turns.locked()
 
 
-def test_turns_are_taken_only_by_a_captioner_on_this_cpu():
-    assert computes_on_cpu(SimpleNamespace(device="cpu"))
-    assert not computes_on_cpu(SimpleNamespace(device="cuda:0"))  # the GPU computes: decoding overlaps it
-    assert not computes_on_cpu(SimpleNamespace())  # an engine of its own (vLLM captioner): as before
+def test_turns_are_taken_only_by_a_captioner_whose_threads_fill_this_cpu():
+    cores = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        assert computes_on_cpu(SimpleNamespace(device="cpu"))
+        assert not computes_on_cpu(SimpleNamespace(device="cuda:0"))  # the GPU computes: decoding overlaps it
+        assert not computes_on_cpu(SimpleNamespace())  # an engine of its own (vLLM captioner): as before
+        if cores > 1:  # one intra-op thread leaves the decoders a core: they overlap
+            torch.set_num_threads(1)
+            assert not computes_on_cpu(SimpleNamespace(device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_long_video_figure_reports_both_videos(tmp_path):

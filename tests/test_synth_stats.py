@@ -22,7 +22,7 @@ def test_paired_difference_with_a_known_answer():
     assert result["exact_diff"] == 30.0 and result["cider_diff"] == pytest.approx(9.0)
     assert result["wins_losses"] == [30, 0]
     # exact McNemar: 30 discordant pairs all one way, p = 2 * 0.5**30
-    assert result["mcnemar_p"] == pytest.approx(round(2 * 0.5**30, 5))
+    assert result["mcnemar_p"] == pytest.approx(2 * 0.5**30, rel=1e-2)
     low, high = result["ci95"]
     # binomial sd of a 30 % share over 100 images: 4.6 points -> the interval is about 30 +- 9
     assert 19 < low < 25 and 35 < high < 41

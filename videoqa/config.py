@@ -246,7 +246,7 @@ def load_run_config(
     dataset: str,
     captioner: str | None,
     llm: str | None = None,
-    overrides: list[str] = (),
+    overrides: list[str] | tuple[str, ...] = (),
     base: Path | None = None,
 ) -> RunConfig:
     """Defaults from configs/run.yaml, components by name or path, then `key=value` overrides."""

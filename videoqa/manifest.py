@@ -96,7 +96,7 @@ def environment() -> dict[str, Any]:
 
 
 def to_jsonable(record: Any) -> Any:
-    if is_dataclass(record):
+    if is_dataclass(record) and not isinstance(record, type):  # an instance (is_dataclass accepts classes too)
         record = asdict(record)
     if isinstance(record, dict):
         return {k: to_jsonable(v) for k, v in record.items()}

@@ -39,6 +39,7 @@ def import_file(path: Path) -> None:
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, f"{path}: a .py file has a spec and a loader"
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

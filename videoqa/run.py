@@ -73,11 +73,19 @@ class LazyLLM:
     def started(self) -> bool:
         return self.backend is not None
 
-    def check_available(self) -> None:
-        """Fail in a second, not after hours of captioning, when the LLM's weights are absent."""
-        check = getattr(LLM_BACKENDS.get(self.config.backend), "check_available", None)
-        if self.backend is None and check is not None:
+    def check_available(self, captioner_bytes: int = 0, local: bool = True) -> None:
+        """Fail in a second, not after hours of captioning, when the LLM's weights are absent or its
+        engine cannot fit in this machine's memory beside `captioner_bytes` of captioner (a shared
+        GPU). A backend that sizes its engine fixes its memory setting now (`fit_memory`)."""
+        if self.backend is not None:
+            return
+        backend = LLM_BACKENDS.get(self.config.backend)
+        check = getattr(backend, "check_available", None)
+        if check is not None:
             check(self.config)
+        fit = getattr(backend, "fit_memory", None)
+        if fit is not None and local:  # on Ray the engines start on the cluster's nodes, not here
+            self.config = fit(self.config, captioner_bytes)
 
     def get(self) -> Any:
         if self.backend is None:
@@ -245,7 +253,7 @@ class VideoQA:
         questions = self.questions()
         self.prepare()
         if self.pending(questions):
-            self.llm.check_available()
+            self.llm.check_available(self.captioner_gpu_bytes(), local=self.config.executor == "local")
         return Gathered(questions, self.caption(questions))
 
     def complete(self, gathered: Gathered) -> RunResult:
@@ -258,6 +266,19 @@ class VideoQA:
             return self.complete(self.gather())
         finally:
             self.close()
+
+    def captioner_gpu_bytes(self) -> int:
+        """The weights the captioner will hold on the GPU the LLM engine shares (0 on a CPU, for a
+        video LLM, or on Ray where captioners run in their own actors): from its checkpoint files."""
+        if not self.answerer.uses_captioner or self.config.executor != "local" or self.config.captioner is None:
+            return 0
+        from videoqa_base.device import resolve_device, resolve_dtype
+
+        device = resolve_device(self.config.captioner.device)
+        if device.type != "cuda":
+            return 0
+        itemsize = resolve_dtype(self.config.captioner.dtype, device).itemsize
+        return self.captioner.num_parameters() * itemsize
 
     # ------------------------------------------------------------------ lifecycles
 

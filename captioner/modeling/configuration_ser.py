@@ -79,11 +79,7 @@ class SeRConfig(PreTrainedConfig):
     model_type = "ser"
     # transformers types sub_configs as PreTrainedConfig classes, yet its own composite models
     # (LLaVA, ...) register AutoConfig here exactly like this
-    sub_configs = {  # type: ignore[dict-item]
-        "vision_config": AutoConfig,
-        "text_config": AutoConfig,
-        "deeplens_config": AutoConfig,
-    }
+    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig, "deeplens_config": AutoConfig}  # type: ignore[dict-item]
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None

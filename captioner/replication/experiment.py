@@ -41,6 +41,7 @@ class Cache:
     def __init__(self, root: Path | None):
         self.root = root
         self.hits = 0
+        self.in_memory: dict[str, dict[str, torch.Tensor]] = {}  # weights of this run when there is no root
 
     def read(self, name: str) -> Any | None:
         path = self.root / f"{name}.json" if self.root else None
@@ -59,17 +60,21 @@ class Cache:
     def read_weights(self, name: str) -> dict[str, torch.Tensor] | None:
         from safetensors.torch import load_file
 
-        path = self.root / f"{name}.safetensors" if self.root else None
-        return load_file(str(path)) if path is not None and path.is_file() else None
+        if self.root is None:
+            return self.in_memory.get(name)
+        path = self.root / f"{name}.safetensors"
+        return load_file(str(path)) if path.is_file() else None
 
     def write_weights(self, name: str, state: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        if self.root is not None:
-            path = self.root / f"{name}.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tied = "language_model.lm_head.weight"  # tied to the input embedding: stored once
-            save_file({k: v.contiguous() for k, v in state.items() if k != tied}, str(path))
+        if self.root is None:
+            self.in_memory[name] = state
+            return
+        path = self.root / f"{name}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tied = "language_model.lm_head.weight"  # tied to the input embedding: stored once
+        save_file({k: v.contiguous() for k, v in state.items() if k != tied}, str(path))
 
 
 def cache_root(base: str | None, settings: dict[str, Any]) -> Path | None:

@@ -70,7 +70,7 @@ def paired(
         "seeds": int(hits.shape[0]),
         "exact_diff": round(float(exact_diff.mean()), 2),
         "ci95": bootstrap_ci(exact_diff),
-        "mcnemar_p": round(mcnemar_p(hits > 0, ctrl > 0), 5),
+        "mcnemar_p": float(f"{mcnemar_p(hits > 0, ctrl > 0):.3g}"),  # 3 significant digits, never 0
         "wins_losses": [wins, losses],
         "per_seed_exact_diff": [round(float(x), 2) for x in exact_diff.mean(axis=1)],
         "cider_diff": round(float(cider_diff.mean()), 2),

@@ -141,18 +141,20 @@ def shape_boxes(scene: Scene, size: int = 64) -> list[tuple[Group, tuple[float, 
     count is a number of patches (the detail a late ViT layer may blur and an early one keeps).
     """
     rng = random.Random(scene.seed)
-    half, quarter = size / 2, size / 4
+    half, quarter, side = size / 2, size / 4, float(size)
+    second = scene.second if scene.second is not None else scene.first  # only "single" has no second group
+    regions: list[tuple[Group, tuple[float, float, float, float]]]
     if scene.layout == "single":
         regions = [(scene.first, (quarter, quarter, quarter + half, quarter + half))]
     elif scene.layout == "horizontal":
         regions = [
-            (scene.first, (0, quarter, half, quarter + half)),
-            (scene.second, (half, quarter, size, quarter + half)),
+            (scene.first, (0.0, quarter, half, quarter + half)),
+            (second, (half, quarter, side, quarter + half)),
         ]
     else:
         regions = [
-            (scene.first, (quarter, 0, quarter + half, half)),
-            (scene.second, (quarter, half, quarter + half, size)),
+            (scene.first, (quarter, 0.0, quarter + half, half)),
+            (second, (quarter, half, quarter + half, side)),
         ]
     return [(group, box) for group, region in regions for box in _group_boxes(group, region, rng)]
 

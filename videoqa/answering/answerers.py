@@ -29,7 +29,7 @@ from videoqa.answering.transcript import build_question_transcripts, build_trans
 from videoqa.answering.video_llm import VideoLLMAnswerer, video_llm_parameters
 from videoqa.captioning.base import Captioner
 from videoqa.captioning.cache import file_state
-from videoqa.captioning.videos import CaptionResult
+from videoqa.captioning.videos import CaptionResult, CaptionTiming
 from videoqa.config import RunConfig
 from videoqa.types import Answer, Question, VideoFailure
 from videoqa_base.errors import UserError
@@ -157,7 +157,7 @@ class FramesAnswerer(Answerer):
             else:
                 retried.append(vid)
         identity = {"type": "video-llm", "frames": self.config.video_llm.model_dump()}
-        timing = {"caption_s": 0.0, "decode_s": 0.0}
+        timing: CaptionTiming = {"caption_s": 0.0, "decode_s": 0.0}
         return CaptionResult({}, failures, timing, identity, video_llm_parameters(self.config.llm), retried)
 
     def ask(
@@ -169,7 +169,8 @@ class FramesAnswerer(Answerer):
         answers, timing = answerer.answer(questions, progress=ctx.progress)
         ctx.record_answers(questions, answers)
         ctx.record_failures(list(answerer.failures.values()))
-        gathered.timing.update(timing)  # decode_s and video_seconds of the frames shown
+        # VideoLLMAnswerer.answer returns its timing (keys of CaptionTiming) as a plain dict: unchecked here
+        gathered.timing.update(timing)  # type: ignore[typeddict-item]  # decode_s and video_seconds of the frames shown
         gathered.failures.update(answerer.failures)
         return answers, timing["answer_s"]
 

@@ -101,13 +101,11 @@ def measure(video: Path, captioner_dir: Path, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def measure_in_subprocess(video: Path, captioner_dir: Path) -> dict[str, Any]:
+def measure_in_subprocess(video: Path, captioner_dir: Path, threads: int | None = None) -> dict[str, Any]:
+    command = [sys.executable, "-m", "videoqa.bench.long_video", str(video), str(captioner_dir)]
+    command += ["--threads", str(threads)] if threads else []
     with tempfile.TemporaryDirectory(prefix="videoqa-long-video-") as out:
-        done = subprocess.run(
-            [sys.executable, "-m", "videoqa.bench.long_video", str(video), str(captioner_dir), "--out", out],
-            capture_output=True,
-            text=True,
-        )
+        done = subprocess.run([*command, "--out", out], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"measuring {video.name} failed: {done.stderr.strip()[-1500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -119,9 +117,9 @@ def long_video_step(settings: BenchSettings, work: Path) -> dict[str, Any]:
 
     short, long = long_video_pair(work, settings)
     captioner_dir, _ = build_demo_models(work / "models")
-    short_run = measure_in_subprocess(short, captioner_dir)
+    short_run = measure_in_subprocess(short, captioner_dir, settings.threads)
     say(f"long_video: {short_run['frames']} frames: {1000 * short_run['seconds_per_frame']:.1f} ms/frame")
-    long_run = measure_in_subprocess(long, captioner_dir)
+    long_run = measure_in_subprocess(long, captioner_dir, settings.threads)
     say(f"long_video: {long_run['frames']} frames: {1000 * long_run['seconds_per_frame']:.1f} ms/frame")
     return {
         "short": short_run,
@@ -136,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("video", type=Path)
     parser.add_argument("captioner", type=Path, help="a SeR checkpoint directory")
     parser.add_argument("--out", type=Path, required=True, help="output directory (the caption cache goes there)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     shutil.rmtree(args.out / "cache", ignore_errors=True)  # captioned now, never read from a cache
     print(json.dumps(measure(args.video, args.captioner, args.out)))
     return 0

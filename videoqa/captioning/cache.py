@@ -105,7 +105,7 @@ def frame_key(t: float) -> str:
 
 
 class FrameCaptionCache:
-    """Captions per frame of a video (module docstring): {frame_key(t): caption}."""
+    """Captions per frame of a video (module docstring): {frame_key(t): (caption, seconds it took)}."""
 
     def __init__(self, root: Path, context: dict[str, Any]):
         self.root = Path(root)
@@ -115,7 +115,7 @@ class FrameCaptionCache:
         key = hashlib.sha256(f"{video_fingerprint(video_path)}|{self._context}".encode()).hexdigest()
         return self.root / key[:2] / f"{key}.jsonl"
 
-    def get(self, video_path: Path) -> dict[str, str]:
+    def get(self, video_path: Path) -> dict[str, tuple[str, float]]:
         try:
             lines = self._file(video_path).read_text().split("\n")  # U+2028 may stand in a caption
         except (OSError, ValueError):
@@ -124,18 +124,20 @@ class FrameCaptionCache:
         for line in lines:
             try:
                 record = json.loads(line)
-                captions[frame_key(float(record["t"]))] = str(record["text"])
+                captions[frame_key(float(record["t"]))] = (str(record["text"]), float(record.get("s", 0.0)))
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a kill
         return captions
 
-    def put(self, video_path: Path, captions: list[Caption]) -> None:
-        """Append the frames' captions (one write, then fsync: concurrent runs append whole lines)."""
+    def put(self, video_path: Path, captions: list[Caption], seconds_each: float = 0.0) -> None:
+        """Append the frames' captions, each with the captioning seconds it cost (so a run that
+        reuses it still reports what its captions cost); one write, then fsync: concurrent runs
+        append whole lines."""
         if not captions:
             return
         path = self._file(video_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = "".join(json.dumps({"t": c.t, "text": c.text}) + "\n" for c in captions).encode()
+        data = "".join(json.dumps({"t": c.t, "text": c.text, "s": seconds_each}) + "\n" for c in captions).encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)

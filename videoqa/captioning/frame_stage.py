@@ -73,6 +73,7 @@ class FrameStage:
         self.cache = FrameCaptionCache(cache_root, frame_cache_context(config, captioner))
         self.stats = FrameStageStats()
         self.reused: dict[str, list[Caption]] = {}  # captions from the per-frame cache, per video
+        self.reused_s: dict[str, float] = defaultdict(float)  # what those captions cost when they were made
         self.selections: dict[str, Selection] = {}
         self.times: dict[str, list[float]] = {}
         self.embedding: str = "none"
@@ -160,17 +161,19 @@ class FrameStage:
         return sorted(chosen)
 
     def _skip_cached(self, stream: Iterable[FrameBatch | VideoFailure]) -> Iterator[FrameBatch | VideoFailure]:
-        known: dict[str, dict[str, str]] = {}
+        known: dict[str, dict[str, tuple[str, float]]] = {}
         for item in stream:
             if isinstance(item, VideoFailure):
                 self.reused.pop(item.video_id, None)
+                self.reused_s.pop(item.video_id, None)
                 yield item
                 continue
             if item.video_id not in known:
                 known[item.video_id] = self.cache.get(self.paths[item.video_id])
             cached = known[item.video_id]
             keep = [i for i, t in enumerate(item.timestamps) if frame_key(t) not in cached]
-            reused = [Caption(t, cached[frame_key(t)]) for t in item.timestamps if frame_key(t) in cached]
+            reused = [Caption(t, cached[frame_key(t)][0]) for t in item.timestamps if frame_key(t) in cached]
+            self.reused_s[item.video_id] += sum(cached[frame_key(c.t)][1] for c in reused)
             self.reused.setdefault(item.video_id, []).extend(reused)
             self.stats.frames_from_frame_cache += len(reused)
             if len(keep) < len(item.timestamps):
@@ -193,13 +196,16 @@ class FrameStage:
         """The video's captions: new ones (written to the per-frame cache) and reused ones, in time
         order; with adaptive selection each carries its cluster's spans and the record of the choice."""
         video_id = captioned.video_id
-        self.cache.put(self.paths[video_id], captioned.captions)
+        new = captioned.captions
+        self.cache.put(self.paths[video_id], new, captioned.caption_s / len(new) if new else 0.0)
         reused = self.reused.pop(video_id, [])
-        captions = sorted([*captioned.captions, *reused], key=lambda c: c.t)
+        captions = sorted([*new, *reused], key=lambda c: c.t)
         record = self.stats.per_video.get(video_id, {})
+        # what this video's captions cost: made now, made by an earlier run (reused), and the embedding
+        caption_s = captioned.caption_s + self.reused_s.pop(video_id, 0.0) + record.get("embed_s", 0.0)
         selection = self.selections.pop(video_id, None)
         if selection is None:
-            return VideoCaptions(video_id, captions, captioned.duration, captioned.caption_s)
+            return VideoCaptions(video_id, captions, captioned.duration, caption_s)
         times = self.times.pop(video_id)
         spans = {frame_key(times[c.representative]): c.spans for c in selection.clusters}
         top = set(spans)
@@ -221,7 +227,7 @@ class FrameStage:
             "times": [round(t, 4) for t in times],
             "clusters": [c.to_dict() for c in selection.clusters],
         }
-        return VideoCaptions(video_id, captions, captioned.duration, captioned.caption_s, summary)
+        return VideoCaptions(video_id, captions, captioned.duration, caption_s, summary)
 
     def timing(self) -> dict[str, Any]:
         return {

@@ -9,11 +9,13 @@ A video that failed in an earlier attempt is retried only if its file has appear
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from tqdm import tqdm
 
@@ -25,20 +27,62 @@ from videoqa.frames import DecodeStats, stream_videos
 from videoqa.types import FrameBatch, VideoCaptions, VideoFailure
 from videoqa_base.logs import progress_bar
 
+if TYPE_CHECKING:
+    from videoqa.config import RunConfig
+
+
+class CaptionTiming(TypedDict, total=False):
+    """What a run spent getting its captions (CaptionResult.timing; metrics.json's "timing").
+
+    `caption_videos` writes every key but the video-LLM ones; a video-LLM run (no captions) writes
+    caption_s and decode_s as 0 and adds what it measured while answering.
+    """
+
+    caption_stage_wall_s: float  # wall time of decoding + captioning the videos not cached
+    caption_s: float  # captioning time of every video of the run, earlier runs' included
+    caption_s_this_run: float
+    decode_s: float  # time captioning waited for frames (decoding overlaps captioning)
+    decode_worker_s: float  # decoding time summed over videos
+    decode_wall_s: float
+    decode_fallbacks: int  # videos (partly) decoded by ffmpeg
+    decode_truncated: int  # videos that ended early (frames kept)
+    frames_captioned: int
+    caption_batches: int
+    caption_batch_size: int  # after any OOM backoff
+    caption_oom_backoffs: int
+    captioner_loaded: bool  # False when every video came from the cache (or failed before captioning)
+    videos_from_cache: int
+    # the frame stage (FrameStage.timing): per-frame cache and adaptive selection
+    frames_decoded: int
+    frames_embedded: int
+    frames_from_frame_cache: int
+    embed_s: float
+    select_s: float
+    # per video: duration_s, frames, decode_s, caption_s, frames_decoded/embedded/captioned
+    per_video: dict[str, dict[str, float]]
+    # a video-LLM run (VideoLLMAnswerer.answer)
+    answer_s: float
+    video_seconds: float
+    videos: int
+    videos_failed: int
+    frames: int
+    frames_subsampled_questions: int
+
 
 @dataclass
 class CaptionResult:
     captions: dict[str, VideoCaptions]
     failures: dict[str, VideoFailure]
-    timing: dict
-    identity: dict
+    timing: CaptionTiming
+    identity: dict[str, Any]
     parameters: int
     retried_videos: list[str] = field(default_factory=list)  # earlier failures whose file changed
 
 
-def caption_cache(config, captioner: Captioner) -> CaptionCache:
+def caption_cache(config: RunConfig, captioner: Captioner) -> CaptionCache:
     """Keyed by video content, sampling and the captioner's identity (with the prompt); for
     `frames.select: adaptive` also the selection settings (uniform keys are what they were)."""
+    assert config.captioner is not None, "a captioning run has a captioner (RunConfig checks)"
     sampling = config.frames.model_dump(exclude={"workers", "select"}) | {"size": captioner.image_size}
     sampling |= selection_key(config, captioner)
     # the prompt is part of the key whatever the captioner's identity() says
@@ -54,13 +98,19 @@ def _count_decoded(stream: Iterator[FrameBatch | VideoFailure], bar: tqdm) -> It
 
 
 def computes_on_cpu(captioner: Captioner) -> bool:
-    """Whether the captioner computes on this process's CPU cores (those the decoders use too)."""
+    """Whether the captioner's intra-op threads fill this process's cores, those the decoders use too
+    (a captioner on one thread leaves the decoders a core: then the two overlap as on a GPU)."""
     device = getattr(captioner, "device", None)
-    return device is not None and str(device).startswith("cpu")
+    if device is None or not str(device).startswith("cpu"):
+        return False
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return torch.get_num_threads() >= cores
 
 
 def caption_videos(
-    config,
+    config: RunConfig,
     captioner: Captioner,
     videos: Sequence[tuple[str, Path]],
     known_failures: dict[str, VideoFailure] | None = None,
@@ -70,19 +120,20 @@ def caption_videos(
     """Captions for every (video_id, path). `known_failures` are earlier attempts' failures: kept
     as they are unless the file changed since; `on_failure` sees each new failure as it happens.
     The captioner stays as it was handed over (loaded or not): its owner closes it."""
+    assert config.captioner is not None, "a captioning run has a captioner (RunConfig checks)"
     known_failures = known_failures or {}
     cache = caption_cache(config, captioner)
     captions: dict[str, VideoCaptions] = {}
     failures: dict[str, VideoFailure] = {}
     retried: list[str] = []
+    imported = captioner if isinstance(captioner, ImportedCaptions) else None
     for video_id, path in videos:
-        imported = isinstance(captioner, ImportedCaptions)
-        cached = captioner.precomputed(video_id) if imported else cache.get(path)
+        cached = imported.precomputed(video_id) if imported is not None else cache.get(path)
         if cached is not None:
             captions[video_id] = VideoCaptions(
                 video_id, cached.captions, cached.duration, cached.caption_s, cached.selection
             )
-        elif imported and (missing := captioner.missing_precomputed(video_id, path)) is not None:
+        elif imported is not None and (missing := imported.missing_precomputed(video_id, path)) is not None:
             failures[video_id] = missing  # a captioner that never sees frames has nothing for it
         elif (earlier := known_failures.get(video_id)) is not None:
             if earlier.fingerprint and earlier.fingerprint == file_state(path):
@@ -134,9 +185,10 @@ def caption_videos(
                 caption_bar.update(1)
                 caption_bar.set_postfix(frames=stats.frames, failed=len(failures))
     loaded = captioner.loaded
-    timing = {
+    timing: CaptionTiming = {
         "caption_stage_wall_s": time.perf_counter() - started,
-        # captioning time of every video of the run, including videos captioned by earlier runs
+        # captioning time of every video of the run, including videos (and frames) captioned by earlier
+        # runs; with adaptive selection the embedding of every frame is included
         "caption_s": sum(vc.caption_s for vc in captions.values()),
         "caption_s_this_run": stats.caption_s,
         "decode_s": stats.wait_s,  # time captioning waited for frames (decoding overlaps captioning)
@@ -150,7 +202,8 @@ def caption_videos(
         "caption_oom_backoffs": stats.oom_backoffs,
         "captioner_loaded": loaded,  # False when every video came from the cache (or failed before captioning)
         "videos_from_cache": sum(1 for vid in captions if vid not in paths),
-        **frame_stage.timing(),  # frames decoded / embedded / reused from the per-frame cache, embed_s
+        # FrameStage.timing() is a plain dict of the frame-stage keys of CaptionTiming: mypy cannot check them
+        **frame_stage.timing(),  # type: ignore[typeddict-item]  # frames decoded / embedded / reused, embed_s
         "per_video": {
             vid: {
                 "duration_s": vc.duration,

@@ -50,7 +50,7 @@ def send_token_if_available(address: str | None) -> bool:
     if address in (None, "auto", "local") or "RAY_AUTH_MODE" in os.environ or not ray_token_available():
         return False
     os.environ["RAY_AUTH_MODE"] = "token"  # read by Ray's C++ config: refreshed below, and by child processes
-    from ray._raylet import Config
+    from ray._raylet import Config  # type: ignore[attr-defined]  # compiled, without stubs
 
     Config.initialize("")  # Ray caches its config at import: what ray.init checks must see the new mode
     return True

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,7 @@ def decode_frames(
     decoder: str = "auto",
     stats: DecodeStats | None = None,
     turns: threading.Lock | None = None,
-) -> Iterator[FrameBatch]:
+) -> Generator[FrameBatch, None, None]:
     """Decode the sampled frames of one video as FrameBatch chunks of `chunk_size` frames.
 
     Frames are RGB uint8 (N, H, W, 3), upright (container rotation applied), shorter side =
@@ -116,7 +116,7 @@ class _Outcome:
     truncated: bool = False  # the stream ended before all sampled frames were decoded
 
 
-def _timed(request: _Request, stats: DecodeStats | None) -> Iterator[FrameBatch]:
+def _timed(request: _Request, stats: DecodeStats | None) -> Generator[FrameBatch, None, None]:
     """Run the decoder, clocking only the time spent producing frames (not the consumer's)."""
     if stats is not None:
         stats.begin()
@@ -144,7 +144,7 @@ def _timed(request: _Request, stats: DecodeStats | None) -> Iterator[FrameBatch]
             stats.record(request.video_id, seconds, frames, decoders, outcome.truncated, failed)
 
 
-def _decode(request: _Request, outcome: _Outcome) -> Iterator[FrameBatch]:
+def _decode(request: _Request, outcome: _Outcome) -> Generator[FrameBatch, None, None]:
     path = request.path
     info = probe_video(path)
     if info.width is None or info.height is None:
@@ -159,7 +159,7 @@ def _decode(request: _Request, outcome: _Outcome) -> Iterator[FrameBatch]:
             with holding(request.turns):  # opening reads the whole index
                 vr = open_decord(path, *upright, request.num_threads)
                 total = len(vr)
-                pts = np.asarray(vr.get_frame_timestamp(list(range(total))), dtype=np.float64) if total else None
+                pts = np.asarray(vr.get_frame_timestamp(list(range(total))) if total else [], dtype=np.float64)
                 decord_fps = vr.get_avg_fps()
         except Exception as exc:  # DECORDError, RuntimeError: ffmpeg gets its chance below
             why_not_decord = f"decord cannot read it ({last_line(str(exc))[:200]})"

