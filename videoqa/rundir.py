@@ -32,7 +32,7 @@ import yaml
 from videoqa.config import RunConfig
 from videoqa.manifest import new_run_id, safe_name, to_jsonable, write_json
 from videoqa.scoring.submissions import submission_files
-from videoqa.types import OPTION_LETTERS, Answer, Question, VideoCaptions, VideoFailure
+from videoqa.types import OPTION_LETTERS, Answer, Caption, Question, VideoCaptions, VideoFailure
 from videoqa_base.config import dump_config
 from videoqa_base.errors import UserError
 from videoqa_base.jsonl import append_jsonl, read_jsonl, write_jsonl
@@ -49,6 +49,12 @@ def with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
         return RunConfig.model_validate(recorded).model_dump(mode="json")
     except ValueError:
         return recorded
+
+
+def caption_records(captions: Iterable[Caption]) -> list[dict[str, Any]]:
+    """captions.jsonl's records: time and text, and the spans a caption stands for when it has them
+    (adaptive selection); a uniform run's file stays as it always was."""
+    return [to_jsonable(c) if c.spans else {"t": c.t, "text": c.text} for c in captions]
 
 
 def run_path(config: RunConfig) -> Path:
@@ -196,7 +202,7 @@ class RunDirectory:
         write_jsonl(
             self.file("captions.jsonl"),
             (
-                {"video_id": vc.video_id, "duration": vc.duration, "captions": to_jsonable(vc.captions)}
+                {"video_id": vc.video_id, "duration": vc.duration, "captions": caption_records(vc.captions)}
                 for vc in captions
             ),
         )
