@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -109,6 +110,30 @@ def computes_on_cpu(captioner: Captioner) -> bool:
     return torch.get_num_threads() >= cores
 
 
+@contextmanager
+def share_cores_with_decoders(captioner: Captioner) -> Iterator[threading.Lock | None]:
+    """How a CPU captioner whose intra-op threads fill the cores shares them with the decoders, for
+    the stage. With 2 or more cores it runs on one core fewer and the decoders overlap on the last
+    one; on a single core the two take turns (the lock, videoqa.frames.threads). Measured on 2 cores
+    (docs/performance.md, long_video_linearity): turn-taking 34.8 / 50.0 ms per frame on a 5- / 40-
+    minute video, one core fewer 18.0 / 21.7. A GPU captioner overlaps with decoding as it is."""
+    if not computes_on_cpu(captioner):
+        yield None
+        return
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores < 2:
+        yield threading.Lock()
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores - 1)
+    try:
+        yield None
+    finally:
+        torch.set_num_threads(before)
+
+
 def caption_videos(
     config: RunConfig,
     captioner: Captioner,
@@ -146,11 +171,10 @@ def caption_videos(
     stats, decode_stats = CaptionStats(), DecodeStats()
     # the per-frame cache, and adaptive selection (frames.select): which decoded frames get captioned
     frame_stage = FrameStage(config, captioner, paths, Path(config.output_dir) / "cache" / "frame-captions")
-    # a CPU captioner and the decoders take turns on the cores (videoqa.frames.threads says why)
-    turns = threading.Lock() if computes_on_cpu(captioner) else None
     started = time.perf_counter()
     if todo:
         with (
+            share_cores_with_decoders(captioner) as turns,
             progress_bar(desc="decode", unit="frame", show=progress) as decode_bar,
             progress_bar(total=len(todo), desc="caption", unit="video", show=progress) as caption_bar,
         ):
