@@ -98,6 +98,11 @@ def _count_decoded(stream: Iterator[FrameBatch | VideoFailure], bar: tqdm) -> It
         yield item
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def computes_on_cpu(captioner: Captioner) -> bool:
     """Whether the captioner's intra-op threads fill this process's cores, those the decoders use too
     (a captioner on one thread leaves the decoders a core: then the two overlap as on a GPU)."""
@@ -106,7 +111,7 @@ def computes_on_cpu(captioner: Captioner) -> bool:
         return False
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return torch.get_num_threads() >= cores
 
 
@@ -122,7 +127,7 @@ def share_cores_with_decoders(captioner: Captioner) -> Iterator[threading.Lock |
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if cores < 2:
         yield threading.Lock()
         return

@@ -42,12 +42,8 @@ def check_fits(config: LLMConfig, captioner_bytes: int = 0) -> LLMConfig:
 
 @LLM_BACKENDS.register("vllm")
 class VLLMOfflineBackend(LocalModelBackend):
-    @classmethod
-    def check_available(cls, config: LLMConfig) -> None:
-        """The weights are on this machine and the engine fits in its memory (no engine start)."""
-        check_fits(config)
-
-    # the run object's check before captioning, with the captioner's share of a shared GPU
+    # check_available (LocalModelBackend): the weights are on this machine. The memory check is the
+    # run object's, once, before captioning, with the captioner's share of a shared GPU:
     fit_memory = staticmethod(check_fits)
 
     def __init__(self, config: LLMConfig):

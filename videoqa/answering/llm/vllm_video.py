@@ -22,7 +22,7 @@ import numpy as np
 
 from videoqa.answering.llm import ChoiceCompletion
 from videoqa.answering.llm.video import PreparedPrompt, VideoLLMBackend, VideoPrompt
-from videoqa.answering.llm.vllm_offline import VLLMOfflineBackend, check_fits
+from videoqa.answering.llm.vllm_offline import VLLMOfflineBackend
 from videoqa.config import LLMConfig
 from videoqa.models.vlm import QWEN_VL_TYPES, QwenVLInputs, open_vlm
 from videoqa.registry import LLM_BACKENDS
@@ -69,8 +69,7 @@ class VLLMVideoBackend(VLLMOfflineBackend, VideoLLMBackend):
 
     @classmethod
     def check_available(cls, config: LLMConfig) -> None:
-        open_vlm(config.model, config.revision, what="video LLM")
-        check_fits(config)  # and its engine fits in the memory free now
+        open_vlm(config.model, config.revision, what="video LLM")  # fit_memory (inherited) checks the engine
 
     def __init__(self, config: LLMConfig):
         _, model_config, inputs = open_vlm(config.model, config.revision, what="video LLM")
