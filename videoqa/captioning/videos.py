@@ -115,26 +115,44 @@ def computes_on_cpu(captioner: Captioner) -> bool:
     return torch.get_num_threads() >= cores
 
 
+DECODER_NICENESS = 10  # CFS weight 110 against the captioner's 1024: decoding yields whenever it computes
+
+
+@dataclass(frozen=True)
+class DecoderShare:
+    """How the decoders share the cores with the captioner during the stage (stream_videos' settings)."""
+
+    turns: threading.Lock | None = None  # one core: decoding and captioning take turns
+    niceness: int = 0  # decoder threads' priority below the captioner's
+    readers: int | None = None  # decord readers per video (None: decode_frames' choice)
+    num_threads: int = 0  # decoder threads per reader (0: ffmpeg's choice)
+
+
 @contextmanager
-def share_cores_with_decoders(captioner: Captioner) -> Iterator[threading.Lock | None]:
+def share_cores_with_decoders(captioner: Captioner) -> Iterator[DecoderShare]:
     """How a CPU captioner whose intra-op threads fill the cores shares them with the decoders, for
-    the stage. With 2 or more cores it runs on one core fewer and the decoders overlap on the last
-    one; on a single core the two take turns (the lock, videoqa.frames.threads). Measured on 2 cores
-    (docs/performance.md, long_video_linearity): turn-taking 34.8 / 50.0 ms per frame on a 5- / 40-
-    minute video, one core fewer 18.0 / 21.7. A GPU captioner overlaps with decoding as it is."""
+    the stage. The decoders get one core: one decord reader of one decoder thread per video. With 2
+    or more cores the captioner runs on one core fewer and the decoders at a lower priority, so the
+    captioner is never preempted and decoding takes the last core and the captioner's pauses; on a
+    single core the two take turns (the lock, videoqa.frames.threads). A GPU captioner overlaps
+    with decoding as it is, and the decoders keep their defaults.
+
+    Measured on 2 cores (docs/performance.md, long_video_linearity; ms per frame on a 5- / 40-minute
+    video): turn-taking 34.8 / 50.0; one core fewer 18.0 / 21.7; one core fewer with the decoders
+    on one lower-priority thread 15.1 / 14.1."""
     if not computes_on_cpu(captioner):
-        yield None
+        yield DecoderShare()
         return
     import torch
 
     cores = usable_cores()
     if cores < 2:
-        yield threading.Lock()
+        yield DecoderShare(turns=threading.Lock(), readers=1, num_threads=1)
         return
     before = torch.get_num_threads()
     torch.set_num_threads(cores - 1)
     try:
-        yield None
+        yield DecoderShare(niceness=DECODER_NICENESS, readers=1, num_threads=1)
     finally:
         torch.set_num_threads(before)
 
@@ -179,7 +197,7 @@ def caption_videos(
     started = time.perf_counter()
     if todo:
         with (
-            share_cores_with_decoders(captioner) as turns,
+            share_cores_with_decoders(captioner) as share,
             progress_bar(desc="decode", unit="frame", show=progress) as decode_bar,
             progress_bar(total=len(todo), desc="caption", unit="video", show=progress) as caption_bar,
         ):
@@ -190,8 +208,11 @@ def caption_videos(
                 max_frames=config.frames.max_frames,
                 size=captioner.image_size,
                 workers=config.frames.workers,
+                readers=share.readers,
+                num_threads=share.num_threads,
+                niceness=share.niceness,
                 stats=decode_stats,
-                turns=turns,
+                turns=share.turns,
             )
             for out in caption_stream(
                 frame_stage.wrap(_count_decoded(frames, decode_bar)),
@@ -199,7 +220,7 @@ def caption_videos(
                 config.captioner.prompt,
                 config.captioner.batch_size,
                 stats,
-                turns,
+                share.turns,
             ):
                 if isinstance(out, VideoFailure):
                     out.fingerprint = file_state(paths[out.video_id])
