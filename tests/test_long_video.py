@@ -1,17 +1,17 @@
 """Per-frame cost that does not grow with the video: how a CPU captioner shares the cores with decoding.
 
-The mechanisms are checked without timing: on 2+ cores the captioner keeps one core fewer and the
-decoder threads (decord's own included) run at a lower priority; on one core a lock the decoders
-must hold to decode, and that the caption stage holds while it captions. The `long_video_linearity`
+The mechanisms are checked without timing: on 2+ cores the captioner keeps one core fewer and each
+video is decoded by one decord reader of one thread; on one core a lock the decoders must hold to
+decode, and that the caption stage holds while it captions. The `long_video_linearity`
 bench figure is run at tiny sizes (its value is measured by `videoqa bench`, never asserted here).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,15 +21,15 @@ import pytest
 import torch
 
 import videoqa.captioning.videos as caption_videos_module
-from videoqa.bench.long_video import long_video_step
-from videoqa.bench.settings import MODES
+from videoqa.bench.long_video import long_video_step, summarize
+from videoqa.bench.report import judge_long_video
+from videoqa.bench.settings import MODES, Figure
 from videoqa.captioning.base import Captioner
 from videoqa.captioning.stage import caption_stream
-from videoqa.captioning.videos import DECODER_NICENESS, DecoderShare, computes_on_cpu, share_cores_with_decoders
+from videoqa.captioning.videos import DecoderShare, computes_on_cpu, share_cores_with_decoders
 from videoqa.config import CaptionerConfig, RunConfig
 from videoqa.fixtures.synthetic_video import make_video
 from videoqa.frames import stream_videos
-from videoqa.frames.threads import lower_thread_priority
 from videoqa.types import FrameBatch
 
 
@@ -97,64 +97,27 @@ def test_turns_are_taken_only_by_a_captioner_whose_threads_fill_this_cpu():
         torch.set_num_threads(threads)
 
 
-def thread_niceness() -> int:
-    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-
-
-@linux_only
-def test_a_lowered_priority_is_the_calling_threads_and_its_childrens():
-    base = thread_niceness()
-    seen: dict[str, int] = {}
-
-    def child() -> None:
-        seen["child"] = thread_niceness()
-
-    def lowered() -> None:
-        lower_thread_priority(3)
-        seen["lowered"] = thread_niceness()
-        t = threading.Thread(target=child)
-        t.start()
-        t.join()
-
-    t = threading.Thread(target=lowered)
-    t.start()
-    t.join()
-    assert seen == {"lowered": min(19, base + 3), "child": min(19, base + 3)}
-    assert thread_niceness() == base  # the caller's (the captioner's) priority is untouched
-
-
-@linux_only
-def test_decoders_run_at_the_lower_priority_down_to_decords_reader_threads(clip, monkeypatch):
-    real_get_batch, real_reader = decord.VideoReader.get_batch, decord.VideoReader.__init__
-    niceness: list[int] = []
-    decoder_threads: list[int] = []
-
-    def recording(self, indices):
-        niceness.append(thread_niceness())  # runs on a decord reader thread that a worker started
-        return real_get_batch(self, indices)
+def recording_decord_readers(monkeypatch) -> list[int]:
+    """The decoder threads of each decord reader opened from now on (num_threads; 0 = ffmpeg's choice)."""
+    real_reader = decord.VideoReader.__init__
+    opened: list[int] = []
 
     def opening(self, *args, **kwargs):
-        decoder_threads.append(kwargs["num_threads"])
+        opened.append(kwargs["num_threads"])
         real_reader(self, *args, **kwargs)
 
-    monkeypatch.setattr(decord.VideoReader, "get_batch", recording)
     monkeypatch.setattr(decord.VideoReader, "__init__", opening)
-    base = thread_niceness()
-    batches = list(
-        stream_videos([("clip", clip)], fps=1.0, size=32, chunk_size=2, readers=2, num_threads=1, niceness=4)
-    )
+    return opened
+
+
+def test_stream_videos_hands_the_reader_and_thread_counts_to_decord(clip, monkeypatch):
+    opened = recording_decord_readers(monkeypatch)
+    batches = list(stream_videos([("clip", clip)], fps=1.0, size=32, chunk_size=2, readers=2, num_threads=1))
     assert sum(len(b.images) for b in batches) == 4
-    assert niceness and set(niceness) == {min(19, base + 4)}
-    assert decoder_threads == [1, 1]  # the worker's reader and the second reader, one thread each
-    assert thread_niceness() == base
-    with pytest.raises(ValueError, match="niceness"):
-        stream_videos([("clip", clip)], niceness=-1)
+    assert opened == [1, 1]  # the worker's reader and the second reader, one thread each
 
 
-def test_a_cpu_captioner_on_two_cores_leaves_the_decoders_one_lower_priority_core(monkeypatch):
+def test_a_cpu_captioner_on_two_cores_leaves_the_decoders_one_core(monkeypatch):
     threads = torch.get_num_threads()
     cpu = SimpleNamespace(device="cpu")
     try:
@@ -162,26 +125,41 @@ def test_a_cpu_captioner_on_two_cores_leaves_the_decoders_one_lower_priority_cor
         torch.set_num_threads(2)
         with share_cores_with_decoders(cpu) as share:  # type: ignore[arg-type]
             assert torch.get_num_threads() == 1
-            assert share == DecoderShare(niceness=DECODER_NICENESS, readers=1, num_threads=1)
+            assert share == DecoderShare(readers=1, num_threads=1)
         assert torch.get_num_threads() == 2
         with share_cores_with_decoders(SimpleNamespace(device="cuda:0")) as share:  # type: ignore[arg-type]
             assert share == DecoderShare() and torch.get_num_threads() == 2  # a GPU captioner: defaults
         monkeypatch.setattr(caption_videos_module, "usable_cores", lambda: 1)
         torch.set_num_threads(1)
         with share_cores_with_decoders(cpu) as share:  # type: ignore[arg-type]
-            assert isinstance(share.turns, type(threading.Lock())) and share.niceness == 0
+            assert isinstance(share.turns, type(threading.Lock()))
             assert (share.readers, share.num_threads) == (1, 1)
     finally:
         torch.set_num_threads(threads)
 
 
-def test_long_video_figure_reports_both_videos(tmp_path):
-    details = long_video_step(MODES["tiny"], tmp_path)
+def test_long_video_figure_reports_both_videos_over_repeats(tmp_path):
+    details = long_video_step(replace(MODES["tiny"], long_video_repeats=2), tmp_path)
     short, long = details["short"], details["long"]
     assert details["frame_ratio"] == long["frames"] / short["frames"] == 8
     assert long["duration_s"] == pytest.approx(8 * short["duration_s"], rel=0.05)
     assert short["peak_rss_mb"] > 0 and long["peak_rss_mb"] > 0  # each measured in its own process
+    for run in (short, long):
+        assert len(run["runs_seconds_per_frame"]) == 2
+        assert run["seconds_per_frame"] == pytest.approx(sum(run["runs_seconds_per_frame"]) / 2)
     assert details["long_video_linearity"] == pytest.approx(long["seconds_per_frame"] / short["seconds_per_frame"])
+    figures = {"long_video_linearity": Figure("long_video_linearity", target=("<=", 1.2))}
+    judge_long_video(figures, details, "")
+    assert figures["long_video_linearity"].note.count("median of") == 2
+
+
+def test_repeats_summarize_to_the_median_time_and_the_largest_memory():
+    runs = [
+        {"seconds_per_frame": t, "peak_rss_mb": m, "stage_s": 10 * t} for t, m in ((3.0, 500), (1.0, 700), (2.0, 600))
+    ]
+    summary = summarize(runs)
+    assert summary["seconds_per_frame"] == 2.0 and summary["stage_s"] == 20.0  # the median run
+    assert summary["peak_rss_mb"] == 700 and summary["runs_seconds_per_frame"] == [3.0, 1.0, 2.0]
 
 
 class ThreadRecorder(Captioner):
@@ -205,16 +183,8 @@ class ThreadRecorder(Captioner):
         return 0
 
 
-@linux_only
 def test_the_caption_stage_gives_a_cpu_captioner_all_cores_but_the_decoders_one(clip, tmp_path, monkeypatch):
-    real_get_batch = decord.VideoReader.get_batch
-    niceness: list[int] = []
-
-    def recording(self, indices):
-        niceness.append(thread_niceness())
-        return real_get_batch(self, indices)
-
-    monkeypatch.setattr(decord.VideoReader, "get_batch", recording)
+    opened = recording_decord_readers(monkeypatch)
     monkeypatch.setattr(caption_videos_module, "usable_cores", lambda: 2)
     config = RunConfig.model_validate(
         {
@@ -224,7 +194,7 @@ def test_the_caption_stage_gives_a_cpu_captioner_all_cores_but_the_decoders_one(
             "output_dir": str(tmp_path / "out"),
         }
     )
-    threads, base = torch.get_num_threads(), thread_niceness()
+    threads = torch.get_num_threads()
     captioner = ThreadRecorder()
     try:
         torch.set_num_threads(2)
@@ -234,4 +204,4 @@ def test_the_caption_stage_gives_a_cpu_captioner_all_cores_but_the_decoders_one(
         torch.set_num_threads(threads)
     assert not result.failures and len(result.captions["clip"].captions) == 4
     assert captioner.threads == [1, 1]  # every batch on one core fewer
-    assert niceness and set(niceness) == {min(19, base + DECODER_NICENESS)}
+    assert opened == [1]  # the video decoded by one decord reader of one thread

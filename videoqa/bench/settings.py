@@ -83,6 +83,7 @@ class BenchSettings:
     long_video_fps: int = 30
     long_video_width: int = 320
     long_video_height: int = 240
+    long_video_repeats: int = 2  # short, long, short, long...: each video's median ms/frame (a noisy host)
     # end to end: generated videos, the demo's tiny SeR and tiny Qwen2
     e2e_videos: int = 8
     e2e_seconds: float = 60.0
@@ -137,6 +138,7 @@ MODES = {
         long_video_long_s=48.0,
         long_video_width=160,
         long_video_height=120,
+        long_video_repeats=1,
         e2e_videos=2,
         e2e_seconds=3.0,
         e2e_batch_size=4,

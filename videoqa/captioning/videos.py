@@ -115,15 +115,11 @@ def computes_on_cpu(captioner: Captioner) -> bool:
     return torch.get_num_threads() >= cores
 
 
-DECODER_NICENESS = 10  # CFS weight 110 against the captioner's 1024: decoding yields whenever it computes
-
-
 @dataclass(frozen=True)
 class DecoderShare:
     """How the decoders share the cores with the captioner during the stage (stream_videos' settings)."""
 
     turns: threading.Lock | None = None  # one core: decoding and captioning take turns
-    niceness: int = 0  # decoder threads' priority below the captioner's
     readers: int | None = None  # decord readers per video (None: decode_frames' choice)
     num_threads: int = 0  # decoder threads per reader (0: ffmpeg's choice)
 
@@ -131,15 +127,16 @@ class DecoderShare:
 @contextmanager
 def share_cores_with_decoders(captioner: Captioner) -> Iterator[DecoderShare]:
     """How a CPU captioner whose intra-op threads fill the cores shares them with the decoders, for
-    the stage. The decoders get one core: one decord reader of one decoder thread per video. With 2
-    or more cores the captioner runs on one core fewer and the decoders at a lower priority, so the
-    captioner is never preempted and decoding takes the last core and the captioner's pauses; on a
-    single core the two take turns (the lock, videoqa.frames.threads). A GPU captioner overlaps
-    with decoding as it is, and the decoders keep their defaults.
+    the stage. The decoders get one core: one decord reader of one decoder thread per video, since
+    more threads beside the captioner's slow it more than they speed decoding. With 2 or more cores
+    the captioner runs on one core fewer; on a single core the two take turns (the lock,
+    videoqa.frames.threads). A GPU captioner overlaps with decoding as it is, and the decoders keep
+    their defaults.
 
     Measured on 2 cores (docs/performance.md, long_video_linearity; ms per frame on a 5- / 40-minute
-    video): turn-taking 34.8 / 50.0; one core fewer 18.0 / 21.7; one core fewer with the decoders
-    on one lower-priority thread 15.1 / 14.1."""
+    video, idle machine): turn-taking 34.8 / 50.0; one core fewer 20.0 / 25.6; one core fewer with
+    the decoders on one thread 15.1 / 18.1 (decoders at nice +10 were faster idle but starved 3x
+    under load, so not kept)."""
     if not computes_on_cpu(captioner):
         yield DecoderShare()
         return
@@ -152,7 +149,7 @@ def share_cores_with_decoders(captioner: Captioner) -> Iterator[DecoderShare]:
     before = torch.get_num_threads()
     torch.set_num_threads(cores - 1)
     try:
-        yield DecoderShare(niceness=DECODER_NICENESS, readers=1, num_threads=1)
+        yield DecoderShare(readers=1, num_threads=1)
     finally:
         torch.set_num_threads(before)
 
@@ -210,7 +207,6 @@ def caption_videos(
                 workers=config.frames.workers,
                 readers=share.readers,
                 num_threads=share.num_threads,
-                niceness=share.niceness,
                 stats=decode_stats,
                 turns=share.turns,
             )

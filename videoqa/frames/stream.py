@@ -19,7 +19,7 @@ from videoqa.frames.decode import decode_frames
 from videoqa.frames.errors import VideoDecodeError, last_line
 from videoqa.frames.sampling import check_sampling_args
 from videoqa.frames.stats import DecodeStats
-from videoqa.frames.threads import join_threads, lower_thread_priority, put_unless_stopped
+from videoqa.frames.threads import join_threads, put_unless_stopped
 from videoqa.types import FrameBatch, VideoFailure
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ def stream_videos(
     chunk_size: int = 64,
     readers: int | None = None,
     num_threads: int = 0,
-    niceness: int = 0,
     stats: DecodeStats | None = None,
     turns: threading.Lock | None = None,
 ) -> Iterator[FrameBatch | VideoFailure]:
@@ -59,9 +58,7 @@ def stream_videos(
     broke after some chunks, the failure ends it) and the stream goes on. Closing the generator
     (break, .close(), garbage collection) stops the workers and joins them.
     readers, num_threads: decord reader threads per video and decoder threads per reader (see
-    decode_frames). niceness: how much lower than the consumer's the workers' scheduling priority is
-    (Linux; threads and processes they start inherit it): a consumer computing on the same cores is
-    then not preempted by decoding, which takes the cores it leaves (videoqa.frames.threads).
+    decode_frames).
     turns: a lock every unit of decoding holds (see decode_frames): a consumer computing on the
     same CPU cores holds it while it computes, so decoding runs in its pauses, not beside it.
     """
@@ -69,8 +66,6 @@ def stream_videos(
     for name, value in (("workers", workers), ("queue_size", queue_size), ("chunk_size", chunk_size), ("size", size)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if not 0 <= niceness <= 19:
-        raise ValueError(f"niceness must be in 0..19, got {niceness}")
     options = dict(
         fps=fps,
         num_frames=num_frames,
@@ -82,11 +77,11 @@ def stream_videos(
         stats=stats,
         turns=turns,
     )
-    return _stream(iter(items), options, workers, queue_size, niceness)
+    return _stream(iter(items), options, workers, queue_size)
 
 
 def _stream(
-    source: Iterator[tuple[str, str | Path]], options: dict, workers: int, queue_size: int, niceness: int
+    source: Iterator[tuple[str, str | Path]], options: dict, workers: int, queue_size: int
 ) -> Iterator[FrameBatch | VideoFailure]:
     out: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
@@ -97,7 +92,6 @@ def _stream(
             return next(source, None)
 
     def work() -> None:
-        lower_thread_priority(niceness)
         try:
             while not stop.is_set():
                 item = next_item()

@@ -7,19 +7,15 @@ generator waits for its threads (with a limit, for a decoder stuck inside a libr
 How decoders share a CPU with a captioner computing on it (the caption stage decides,
 videoqa.captioning.videos.share_cores_with_decoders). Decoder threads running beside a captioner's
 intra-op threads slow every parallel op of the captioner far beyond the decoders' own share (a
-thread waiting for a core stalls the whole op), and even a one-thread captioner loses a fifth of
-its speed when the decoders preempt it. So, on 2+ cores the captioner keeps one core fewer and the
-decoders run at a lower priority (`lower_thread_priority`): the captioner is never preempted and
-decoding takes the last core and the captioner's pauses. On one core the two take turns: `turns`
-is a lock every unit of decoding holds and the captioner holds while it captions.
+thread waiting for a core stalls the whole op). So, on 2+ cores the captioner keeps one core fewer
+and the decoders one thread, and on one core the two take turns: `turns` is a lock every unit of
+decoding holds and the captioner holds while it captions.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -69,19 +65,3 @@ def join_threads(threads: list[threading.Thread], patience: float = 120.0) -> No
         t.join(max(0.0, deadline - time.monotonic()))
         if t.is_alive():  # a decoder stuck inside a library call: leave the daemon thread, say so
             log.warning("thread %s did not stop within %.0f s", t.name, patience)
-
-
-def lower_thread_priority(niceness: int) -> None:
-    """Lower the calling thread's scheduling priority by `niceness` (at most to nice 19).
-
-    On Linux a nice value belongs to a thread, and the threads and processes it starts inherit it
-    (decord's reader and decoder threads, an ffmpeg fallback process). Raising one's own nice value
-    needs no privilege; elsewhere, or if the OS refuses, priorities stay as they are.
-    """
-    if niceness <= 0 or not sys.platform.startswith("linux"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-    except OSError as exc:
-        log.debug("thread %s keeps its priority: %s", threading.current_thread().name, exc)
