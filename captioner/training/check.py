@@ -22,12 +22,12 @@ import gc
 import json
 import math
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
 from captioner.modeling.presets import PRESETS
+from videoqa_base.memory import peak_rss_bytes
 
 # Tab. 15 / Fig. 8: what each stage trains
 TAB15_TRAINABLE = {
@@ -93,7 +93,7 @@ def _batch(processor, stage: str, batch_size: int, caption_words: int, seed: int
 
 
 def _peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
+    return peak_rss_bytes() / 2**30
 
 
 def check_stage(model, processor, stage: str, batch_size: int, caption_words: int, lr: float = 1e-5) -> dict[str, Any]:

@@ -30,9 +30,9 @@ One module per figure, in the order a run measures them:
     report.py      pass/miss and the notes that say why; the figures table
     runner.py      one run: steps, machine facts, JSON report
 
-Modes: --quick (< 5 minutes on 2 CPU cores; fewer frames and tokens, LLaVA scaled up from a
-2-layer model, vLLM without torch.compile), full (the default; ~10 minutes on an idle 2-core
-CPU). docs/performance.md explains the figures.
+Modes: --quick (about 13 minutes on an idle 2-core CPU, most of it the adaptive, Ray and long-video
+steps; fewer frames and tokens, LLaVA scaled up from a 2-layer model, vLLM without torch.compile),
+full (the default; longer). `--only` runs some steps. docs/performance.md explains the figures.
 
 This module and settings.py stay light (no torch): the CLI imports them to build the arguments.
 """
@@ -48,7 +48,9 @@ from videoqa_base.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="small sizes: finishes within 5 minutes on 2 CPU cores")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: about 13 minutes on an idle 2-core CPU (--only picks steps)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the report here (default: <work-dir>/bench-<mode>.json)")
     parser.add_argument("--work-dir", default="outputs/bench", help="generated videos and tiny models (kept)")
     parser.add_argument("--only", help=f"comma-separated steps to run ({', '.join(STEPS)}); default: all")

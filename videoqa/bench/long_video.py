@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 
 from videoqa.bench.settings import BenchSettings, say
 from videoqa.fixtures.synthetic_video import ffmpeg_exe, make_video
+from videoqa_base.memory import peak_rss_bytes
 
 CAPTION_TOKENS = 24  # the demo's captioner.max_new_tokens
 
@@ -98,7 +98,7 @@ def measure(video: Path, captioner_dir: Path, out_dir: Path) -> dict[str, Any]:
         "caption_s": timing["caption_s_this_run"],
         "decode_wait_s": timing["decode_s"],
         "decode_wall_s": timing["decode_wall_s"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "peak_rss_mb": peak_rss_bytes() / 2**20,  # this process's own, not its parent's (see peak_rss_bytes)
     }
 
 
